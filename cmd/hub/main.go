@@ -1,0 +1,215 @@
+// Command hub runs warren's hub: the home end of the mesh that edges
+// forward their events to over mutual TLS, which stores them once, serves
+// them to MQTT clients and reports its state.
+//
+//	hub run                      serve until SIGINT/SIGTERM
+//	hub check-config             load and check the configuration and files
+//	hub status [--json] [--wait D]
+//	hub edges [--json]           edges seen by the running hub
+//	hub pki init [--force] [--san NAME|IP]...
+//	hub pki issue EDGE-ID [--force] [--out DIR]
+//	hub pki list [--json]
+//	hub version
+//
+// Configuration: a YAML file (--config or HUB_CONFIG), HUB_* environment
+// variables (HUB_NATS_LISTEN for nats.listen) and a few flags; see
+// hub.Config for every key.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/warren-mesh/warren/hub"
+	"github.com/warren-mesh/warren/internal/cfgload"
+	"github.com/warren-mesh/warren/internal/version"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // bad arguments or configuration
+)
+
+// usageError marks errors that exit with exitUsage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "hub: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// globals are the flags every command has.
+type globals struct {
+	flags *pflag.FlagSet
+}
+
+// flagKeys maps persistent flags to configuration keys.
+var flagKeys = map[string]string{
+	"data-dir":     "data_dir",
+	"pki-dir":      "pki_dir",
+	"admin-listen": "admin.listen",
+	"log-level":    "log.level",
+	"log-format":   "log.format",
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "hub",
+		Short:         "warren hub: receives, stores and republishes every edge event",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringP("config", "c", "", "YAML configuration file (default $HUB_CONFIG; none: embedded defaults)")
+	pf.String("data-dir", "", "data directory (data_dir)")
+	pf.String("pki-dir", "", "PKI directory (pki_dir; default <data_dir>/pki)")
+	pf.String("admin-listen", "", "admin listener, 127.0.0.1:PORT or unix:/path (admin.listen)")
+	pf.String("log-level", "", "debug, info, warn or error (log.level)")
+	pf.String("log-format", "", "text or json (log.format)")
+	g := &globals{flags: pf}
+
+	root.AddCommand(
+		runCmd(g, stderr),
+		checkConfigCmd(g, stdout),
+		statusCmd(g, stdout),
+		edgesCmd(g, stdout),
+		pkiCmd(g, stdout),
+		&cobra.Command{
+			Use:   "version",
+			Short: "print the version",
+			Args:  cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) {
+				fmt.Fprintf(stdout, "hub %s\n", version.String())
+			},
+		},
+	)
+	return root
+}
+
+// load reads the configuration: defaults, file, HUB_* environment, flags.
+func (g *globals) load() (hub.Config, string, error) {
+	file, _ := g.flags.GetString("config")
+	if file == "" {
+		file = os.Getenv("HUB_CONFIG")
+	}
+	flags := map[string]*pflag.Flag{}
+	for name, key := range flagKeys {
+		flags[key] = g.flags.Lookup(name)
+	}
+	cfg := hub.DefaultConfig()
+	if err := cfgload.Load(cfgload.Options{File: file, EnvPrefix: "HUB", Flags: flags, IgnoreEnv: []string{"HUB_CONFIG"}}, &cfg); err != nil {
+		return cfg, file, usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, file, usageError{fmt.Errorf("config: %w", err)}
+	}
+	return cfg, file, nil
+}
+
+func newLogger(c hub.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runCmd(g *globals, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "run the hub until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, file, err := g.load()
+			if err != nil {
+				return err
+			}
+			logger := newLogger(cfg.Log, stderr)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			h, err := hub.New(cfg, logger, reg)
+			if err != nil {
+				return usageError{err}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if file == "" {
+				file = "(none: embedded defaults)"
+			}
+			logger.Info("hub starting", "version", version.String(), "config", file, "data_dir", cfg.DataDir)
+			if err := h.Run(ctx); err != nil {
+				return err
+			}
+			logger.Info("hub stopped")
+			return nil
+		},
+	}
+}
+
+func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config",
+		Short: "check the configuration, the PKI and the password files without starting anything",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, file, err := g.load()
+			if err != nil {
+				return err
+			}
+			if _, err := hub.New(cfg, slog.New(slog.DiscardHandler), nil); err != nil {
+				return usageError{err}
+			}
+			if file == "" {
+				file = "no file, embedded defaults"
+			}
+			fmt.Fprintf(stdout, "config ok (%s)\n", file)
+			fmt.Fprintf(stdout, "  data_dir %s, pki_dir %s (dev_pki %v)\n", cfg.DataDir, cfg.PKIPath(), cfg.DevPKI)
+			fmt.Fprintf(stdout, "  nats %s (TLS >= %s), mqtt %s, mqtt tls %s, admin %s\n",
+				cfg.NATS.Listen, cfg.NATS.TLSMinVersion, orOff(cfg.MQTT.Listen), orOff(cfg.MQTT.TLSListen), orOff(cfg.Admin.Listen))
+			fmt.Fprintf(stdout, "  stream duplicate window %s, %d MQTT users\n", cfg.Stream.DuplicateWindow, len(cfg.MQTT.Users))
+			return nil
+		},
+	}
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}
