@@ -166,6 +166,12 @@ func runCmd(g *globals, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			env := &hubEnv{Hub: h, Cfg: cfg, File: file, Logger: logger, Reg: reg}
+			for _, s := range hubServices {
+				if err := s.Attach(env); err != nil {
+					return usageError{fmt.Errorf("%s: %w", s.Name, err)}
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if file == "" {

@@ -1,0 +1,315 @@
+// Command edge runs a warren edge: the per-site replacement for hared and
+// the local mosquitto. It stores every hare datagram (UDP 8035) and every
+// MQTT publish on the ingest topics durably in an embedded JetStream, and
+// forwards them to the hub over mutual TLS.
+//
+//	edge run [flags]              serve until SIGINT/SIGTERM
+//	edge check-config [flags]     load and check the configuration; print it
+//	edge status [--json] [--admin ADDR] [--wait D]
+//	edge version
+//
+// Configuration: a YAML file (--config or EDGE_CONFIG), EDGE_* environment
+// variables (EDGE_UDP_LISTEN for udp.listen) and the flags below; see
+// edge.Config for every key.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/warren-mesh/warren/bridge"
+	"github.com/warren-mesh/warren/edge"
+	"github.com/warren-mesh/warren/internal/cfgload"
+	"github.com/warren-mesh/warren/internal/version"
+	"github.com/warren-mesh/warren/internal/wire"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // bad arguments or configuration
+)
+
+// usageError marks errors that exit with exitUsage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "edge: %v\n", err)
+	var ue usageError
+	msg := err.Error()
+	if errors.As(err, &ue) || strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "accepts ") ||
+		strings.Contains(msg, "flag needs an argument") || strings.HasPrefix(msg, "invalid argument") {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// flagKeys maps the configuration flags to their keys.
+var flagKeys = map[string]string{
+	"id":           "id",
+	"data-dir":     "data_dir",
+	"udp-listen":   "udp.listen",
+	"mqtt-listen":  "mqtt.listen",
+	"admin-listen": "admin.listen",
+	"log-level":    "log.level",
+	"log-format":   "log.format",
+	"hub-url":      "hub.url",
+}
+
+// globals are the flags every command has.
+type globals struct {
+	flags *pflag.FlagSet
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "edge",
+		Short:         "warren edge: durable hare/MQTT ingest and store-and-forward to the hub",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringP("config", "c", "", "YAML configuration file (default $EDGE_CONFIG; none: embedded defaults)")
+	pf.String("id", "", "edge id (id; default: the host name)")
+	pf.String("data-dir", "", "data directory (data_dir)")
+	pf.String("udp-listen", "", "hare datagram listener, host:port (udp.listen)")
+	pf.String("mqtt-listen", "", "MQTT listener, host:port (mqtt.listen)")
+	pf.String("admin-listen", "", "admin listener, 127.0.0.1:PORT or unix:/path (admin.listen)")
+	pf.String("log-level", "", "debug, info, warn or error (log.level)")
+	pf.String("log-format", "", "text or json (log.format)")
+	pf.String("hub-url", "", "hub address, tls://host:port (hub.url)")
+	g := &globals{flags: pf}
+
+	root.AddCommand(
+		runCmd(g, stderr),
+		checkConfigCmd(g, stdout),
+		statusCmd(g, stdout),
+		&cobra.Command{
+			Use:   "version",
+			Short: "print the version",
+			Args:  cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) {
+				fmt.Fprintf(stdout, "edge %s\n", version.String())
+			},
+		},
+	)
+	return root
+}
+
+// load reads the configuration: defaults, file, EDGE_* environment, flags.
+func (g *globals) load() (edge.Config, string, error) {
+	file, _ := g.flags.GetString("config")
+	if file == "" {
+		file = os.Getenv("EDGE_CONFIG")
+	}
+	flags := map[string]*pflag.Flag{}
+	for name, key := range flagKeys {
+		flags[key] = g.flags.Lookup(name)
+	}
+	cfg := edge.DefaultConfig()
+	if err := cfgload.Load(cfgload.Options{File: file, EnvPrefix: "EDGE", Flags: flags, IgnoreEnv: []string{"EDGE_CONFIG"}}, &cfg); err != nil {
+		return cfg, file, usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, file, usageError{fmt.Errorf("config: %w", err)}
+	}
+	return cfg, file, nil
+}
+
+func newLogger(c edge.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runCmd(g *globals, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "run the edge until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, file, err := g.load()
+			if err != nil {
+				return err
+			}
+			logger := newLogger(cfg.Log, stderr)
+			if file == "" {
+				file = "(none: embedded defaults)"
+			}
+			logger.Info("edge starting", "version", version.String(), "config", file, "id", cfg.ID, "data_dir", cfg.DataDir)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, logger)
+		},
+	}
+}
+
+// serve runs the edge and its bridge until ctx ends.
+func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e, err := edge.New(cfg, logger, reg)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+
+	env := &edgeEnv{Cfg: cfg, Edge: e, Logger: logger, Reg: reg}
+	for _, s := range edgeServices {
+		if s.Prepare == nil {
+			continue
+		}
+		if err := s.Prepare(env); err != nil {
+			e.Close()
+			return usageError{fmt.Errorf("%s: %w", s.Name, err)}
+		}
+	}
+
+	// The bridge reads the EDGE stream through e (bridge.Source) and
+	// forwards to the hub.
+	b, err := bridge.New(cfg.Hub, e, logger, reg, env.BridgeOpts...)
+	if err != nil {
+		e.Close()
+		return usageError{err}
+	}
+	env.Bridge = b
+	e.SetLinkStatus(func() any { return b.Status() })
+	bctx, bcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := b.Run(bctx); err != nil {
+			logger.Error("bridge stopped", "err", err)
+		}
+	})
+	sctx, scancel := context.WithCancel(context.Background())
+	var swg sync.WaitGroup
+	for _, s := range edgeServices {
+		if s.Run == nil {
+			continue
+		}
+		swg.Go(func() {
+			if err := s.Run(sctx, env); err != nil {
+				logger.Error("service stopped", "service", s.Name, "err", err)
+			}
+		})
+	}
+
+	logger.Info("edge ready", "udp", e.UDPAddr(), "mqtt", e.MQTTAddr(), "admin", e.AdminAddr(), "epoch", e.Epoch())
+	<-ctx.Done()
+	logger.Info("edge stopping")
+	scancel()
+	swg.Wait()
+	// The bridge goes next: it reads the edge stream the edge closes.
+	bcancel()
+	wg.Wait()
+	err = e.Close()
+	logger.Info("edge stopped")
+	return err
+}
+
+func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config",
+		Short: "load and check the configuration and the files it names; print the effective configuration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, file, err := g.load()
+			if err != nil {
+				return err
+			}
+			if err := checkFiles(cfg, stdout); err != nil {
+				return usageError{err}
+			}
+			if file == "" {
+				file = "no file, embedded defaults"
+			}
+			fmt.Fprintf(stdout, "# config ok (%s)\n", file)
+			printConfig(stdout, cfg)
+			return nil
+		},
+	}
+}
+
+// checkFiles reads every file the configuration names (without printing
+// any content), so check-config catches a missing key or password file.
+func checkFiles(cfg edge.Config, warn io.Writer) error {
+	if cfg.UDP.KeysFile != "" {
+		if err := wire.CheckKeyFileMode(cfg.UDP.KeysFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(warn, "# warning: udp.keys_file: %v\n", err)
+		}
+	}
+	var errs []error
+	if cfg.UDP.KeysFile != "" {
+		if _, err := wire.LoadKeys(cfg.UDP.KeysFile); err != nil {
+			errs = append(errs, fmt.Errorf("udp.keys_file: %w", err))
+		}
+	}
+	for i, u := range cfg.MQTT.Users {
+		if _, err := cfgload.ReadSecret(fmt.Sprintf("mqtt.users[%d].password_file", i), u.PasswordFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for key, path := range map[string]string{"mqtt.tls.cert_file": cfg.MQTT.TLS.CertFile, "mqtt.tls.key_file": cfg.MQTT.TLS.KeyFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	if cfg.Hub.URL != "" {
+		if _, err := bridge.New(cfg.Hub, nopSource{cfg.ID}, nil, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nopSource lets check-config build a bridge (which loads the TLS files)
+// without an edge.
+type nopSource struct{ id string }
+
+func (nopSource) JetStream() jetstream.JetStream { return nil }
+func (s nopSource) EdgeID() string               { return s.id }
+func (nopSource) Epoch() string                  { return "check" }
+
+var (
+	_ bridge.Source = (*edge.Edge)(nil)
+	_ bridge.Source = nopSource{}
+)
