@@ -22,7 +22,6 @@ type benchRig struct {
 	edge *testEdge
 	hub  *testHub
 	b    *Bridge
-	stop func()
 }
 
 func newBenchRig(b *testing.B, cfg func(*Config)) *benchRig {

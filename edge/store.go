@@ -76,7 +76,8 @@ func (e *Edge) setupStreams(ctx context.Context) error {
 	defer cancel()
 	created := false
 	cfg := EdgeStreamConfig(e.cfg.Store)
-	s, err := e.js.Stream(ctx, cfg.Name)
+	var s jetstream.Stream
+	_, err := e.js.Stream(ctx, cfg.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		s, err = e.js.CreateStream(ctx, cfg)

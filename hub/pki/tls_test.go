@@ -14,7 +14,7 @@ import (
 // completes the handshake and writes "ok"; the client reads it. It returns
 // the server's and the client's errors and, on success, the edge id the
 // server read from the client certificate.
-func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr error, edgeID string) {
+func handshake(t *testing.T, server, client *tls.Config) (edgeID string, serverErr, clientErr error) {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
@@ -62,7 +62,7 @@ func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr e
 		c.Close()
 	}
 	r := <-done
-	return r.err, err, r.id
+	return r.id, r.err, err
 }
 
 func TestHandshake(t *testing.T) {
@@ -130,7 +130,7 @@ func TestHandshake(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			serverErr, clientErr, id := handshake(t, tt.server, tt.client)
+			id, serverErr, clientErr := handshake(t, tt.server, tt.client)
 			if tt.serverErr == "" {
 				if serverErr != nil || clientErr != nil {
 					t.Fatalf("handshake failed: server %v, client %v", serverErr, clientErr)

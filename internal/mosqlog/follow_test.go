@@ -75,7 +75,9 @@ func TestFollowRotation(t *testing.T) {
 			t.Errorf("Follow: %v", err)
 		}
 	}()
-	line := func(id string) string { return fmt.Sprintf("2: New client connected from 10.0.0.1 as %s (p2, c1, k60).\n", id) }
+	line := func(id string) string {
+		return fmt.Sprintf("2: New client connected from 10.0.0.1 as %s (p2, c1, k60).\n", id)
+	}
 
 	// Only new lines: write one, in two parts to exercise partial lines.
 	c.waitFor(t, "start", func([]Record) bool { return true })

@@ -4,6 +4,7 @@
 package natsembed
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -62,7 +63,7 @@ func (l *Logger) log(level slog.Level, format string, v []any) {
 	if l.Hook != nil {
 		l.Hook(level, msg)
 	}
-	l.L.Log(nil, level, msg) //nolint:staticcheck // nil context is allowed by slog
+	l.L.Log(context.Background(), level, msg)
 }
 
 // Noticef logs at info.

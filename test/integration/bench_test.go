@@ -212,6 +212,7 @@ func BenchmarkHareToHubLatency(b *testing.B) {
 func BenchmarkBacklogDrain100k(b *testing.B) {
 	const backlog = 100000
 	var fromReady, fromLink time.Duration
+	var backlogRSS int64
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
 		root := testDir(b)
@@ -220,6 +221,9 @@ func BenchmarkBacklogDrain100k(b *testing.B) {
 		e.StartReady()
 		accepted := ledger{}
 		accepted.accept(b, e, fmt.Sprintf("drain%d", n), backlog)
+		if rss, err := rssBytes(e.PID()); err == nil && rss > backlogRSS {
+			backlogRSS = rss
+		}
 		b.StartTimer()
 
 		hub.StartReady()
@@ -253,4 +257,7 @@ func BenchmarkBacklogDrain100k(b *testing.B) {
 	b.ReportMetric(fromReady.Seconds()/float64(b.N), "drain-from-hub-ready-s")
 	b.ReportMetric(fromLink.Seconds()/float64(b.N), "drain-from-link-up-s")
 	b.ReportMetric(float64(backlog)*float64(b.N)/fromLink.Seconds(), "forwarded-events/s")
+	if backlogRSS > 0 {
+		b.ReportMetric(mib(backlogRSS), "edge-rss-100k-backlog-MiB")
+	}
 }
