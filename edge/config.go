@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/warren-mesh/warren/bridge"
+	"github.com/warren-mesh/warren/discovery"
 	"github.com/warren-mesh/warren/internal/admin"
+	"github.com/warren-mesh/warren/internal/audit"
 	"github.com/warren-mesh/warren/internal/event"
 )
 
@@ -55,6 +57,29 @@ type Config struct {
 	// documented on bridge.Config). The edge runtime only carries it: the
 	// caller (cmd/edge) starts the bridge. Empty hub.url: no hub link.
 	Hub bridge.Config `mapstructure:"hub"`
+	// Discovery finds the hub through gossip (package discovery; keys
+	// documented on discovery.Config). Off unless discovery.enabled,
+	// seeds, key_files or insecure is set; then every (re)connect of the
+	// bridge dials where gossip sees the hub, falling back to hub.url.
+	// node_name defaults to the edge id. Run by cmd/edge.
+	Discovery discovery.Config `mapstructure:"discovery"`
+	// Audit is the security audit of the embedded server and, with
+	// audit.mosquitto.log_file, of a mosquitto broker beside it (package
+	// internal/audit; keys documented on audit.Config). Its events are
+	// stored in the EDGE stream under topic warren/audit/<kind> and reach
+	// the hub like any event. With audit.enabled the edge's own
+	// authenticator refuses MQTT/NATS logins from addresses the brute-force
+	// rule blocks. Run by cmd/edge. Default on.
+	Audit audit.Config `mapstructure:"audit"`
+}
+
+// DiscoveryConfig is Discovery with node_name defaulted to the edge id.
+func (c Config) DiscoveryConfig() discovery.Config {
+	d := c.Discovery
+	if d.NodeName == "" {
+		d.NodeName = c.ID
+	}
+	return d
 }
 
 // LogConfig configures logging.
@@ -178,6 +203,12 @@ type StoreConfig struct {
 	// never forwarded (counted as expired and logged). 0 (the default)
 	// keeps events until the bridge has forwarded them.
 	MaxAge time.Duration `mapstructure:"max_age"`
+	// SyncAlways makes JetStream fsync every write before it acknowledges
+	// it, so an accepted event survives a power loss or kernel crash, not
+	// only a crash of the edge (JetStream's default syncs every 2 minutes;
+	// the page cache covers a SIGKILL). It costs throughput: the disk's
+	// fsync rate bounds the batches per second. Default false.
+	SyncAlways bool `mapstructure:"sync_always"`
 }
 
 // DefaultConfig returns the configuration of an edge with no config file.
@@ -204,6 +235,12 @@ func DefaultConfig() Config {
 		},
 		Store: StoreConfig{MaxBytes: DefaultStoreBytes},
 		Hub:   bridge.DefaultConfig(),
+		Discovery: func() discovery.Config {
+			d := discovery.DefaultConfig()
+			d.NodeName = "" // the edge id
+			return d
+		}(),
+		Audit: audit.DefaultConfig(),
 	}
 }
 
@@ -373,6 +410,16 @@ func (c Config) Validate() error {
 	// hub: the bridge's own validation names its keys (hub.url, ...)
 	if err := c.Hub.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if d := c.DiscoveryConfig(); d.Active() {
+		if err := d.ValidateKeys("discovery."); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Audit.Enabled {
+		if err := c.Audit.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

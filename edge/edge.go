@@ -90,6 +90,10 @@ type Edge struct {
 	mqttDropSeen uint64
 
 	linkStatus atomic.Pointer[func() any]
+	hooks      auditHooks // see audit.go
+	sysPass    string
+	auth       *edgeAuth                  // nil unless audit.enabled
+	discStatus atomic.Pointer[func() any] // discovery view, see SetDiscoveryStatus
 	storeFull  rateLog
 
 	// test hooks
@@ -175,9 +179,17 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 		}
 	}
 	e.opts = opts
-	e.srv, err = natsembed.Start(opts, slog.New(quietNATS{e.log.Handler()}).With("component", "nats"), 60*time.Second)
+	nlog := slog.New(quietNATS{e.log.Handler()}).With("component", "nats")
+	e.srv, err = natsembed.Start(opts, nlog, 60*time.Second)
 	if err != nil {
 		return err
+	}
+	// The same logger with the audit's hook (see SetNATSLogHook).
+	e.srv.SetLoggerV2(&natsembed.Logger{L: nlog, Hook: e.natsLogHook}, opts.Debug, opts.Trace, false)
+	if e.auth != nil {
+		if err := e.auth.bind(e.srv); err != nil {
+			return err
+		}
 	}
 	if e.nc, err = e.InProcessConn("warren-edge-publisher"); err != nil {
 		return err
@@ -338,22 +350,26 @@ func (e *Edge) serverOptions() (*server.Options, error) {
 	c := e.cfg
 	opts := &server.Options{}
 	// Accounts made in code lack JetStream (PITFALLS); parse them instead.
-	if err := opts.ProcessConfigString(`accounts { ` + Account + ` { jetstream: enabled } }`); err != nil {
+	if err := opts.ProcessConfigString(`accounts { ` + Account + ` { jetstream: enabled }, SYS {} }` + "\nsystem_account: SYS\n"); err != nil {
 		return nil, fmt.Errorf("nats accounts: %w", err)
 	}
-	var acc *server.Account
+	var acc, sysAcc *server.Account
 	for _, a := range opts.Accounts {
-		if a.Name == Account {
+		switch a.Name {
+		case Account:
 			acc = a
+		case "SYS":
+			sysAcc = a
 		}
 	}
-	if acc == nil {
+	if acc == nil || sysAcc == nil {
 		return nil, errors.New("nats accounts: account missing after parse")
 	}
 	opts.ServerName = c.ID
 	opts.JetStream = true
 	opts.JetStreamDomain = jsDomain
 	opts.StoreDir = c.DataDir
+	opts.SyncAlways = c.Store.SyncAlways
 	opts.MaxPayload = 1 << 20
 
 	pass := make([]byte, 24)
@@ -361,13 +377,23 @@ func (e *Edge) serverOptions() (*server.Options, error) {
 		return nil, err
 	}
 	e.internalPass = hex.EncodeToString(pass)
+	if _, err := rand.Read(pass); err != nil {
+		return nil, err
+	}
+	e.sysPass = hex.EncodeToString(pass)
 	clientDeny := &server.Permissions{Publish: &server.SubjectPermission{
-		Deny: []string{"ev", "ev.>", nonceToken, nonceToken + ".>"},
+		Deny: clientPublishDeny,
 	}}
 	users := []*server.User{{
 		Username:               internalUser,
 		Password:               e.internalPass,
 		Account:                acc,
+		AllowedConnectionTypes: map[string]struct{}{"IN_PROCESS": {}},
+	}, {
+		// the audit's system events
+		Username:               sysUser,
+		Password:               e.sysPass,
+		Account:                sysAcc,
 		AllowedConnectionTypes: map[string]struct{}{"IN_PROCESS": {}},
 	}}
 	for i, u := range c.MQTT.Users {
@@ -389,6 +415,12 @@ func (e *Edge) serverOptions() (*server.Options, error) {
 		users = append(users, &server.User{Username: anonUser, Account: acc, Permissions: clientDeny, AllowedConnectionTypes: types})
 	}
 	opts.Users = users
+	if c.Audit.Enabled {
+		// The edge authenticates clients itself, so the audit's brute-force
+		// block can refuse a login before its password is checked.
+		e.auth = newEdgeAuth(e, users, anon)
+		opts.CustomClientAuthentication = e.auth
+	}
 
 	if c.NATS.Listen == "" {
 		opts.DontListen = true

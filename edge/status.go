@@ -40,6 +40,20 @@ type Status struct {
 	// Hub is the hub link as the bridge reports it, or
 	// {"state": "not configured"} when no bridge is running.
 	Hub any `json:"hub"`
+	// Discovery is the gossip view (members, the hub chosen and why) when
+	// discovery runs; absent otherwise.
+	Discovery any `json:"discovery,omitempty"`
+}
+
+// SetDiscoveryStatus installs the discovery view hook (cmd/edge's
+// discovery service); its value appears as "discovery" in Status. nil
+// removes it.
+func (e *Edge) SetDiscoveryStatus(f func() any) {
+	if f == nil {
+		e.discStatus.Store(nil)
+		return
+	}
+	e.discStatus.Store(&f)
 }
 
 // Listeners are the edge's bound addresses.
@@ -87,6 +101,9 @@ func (e *Edge) Status() Status {
 	st.Stream, _ = e.streamStatus(ctx)
 	if f := e.linkStatus.Load(); f != nil {
 		st.Hub = (*f)()
+	}
+	if f := e.discStatus.Load(); f != nil {
+		st.Discovery = (*f)()
 	}
 	return st
 }

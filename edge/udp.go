@@ -78,6 +78,9 @@ func (e *Edge) readUDP(conn *net.UDPConn, subject string) {
 		}
 		if reason != "" {
 			e.counters.reject(reason, 1)
+			if reason == ReasonUnsigned {
+				e.unsignedDatagram(src.String())
+			}
 			log.Debug("datagram rejected", "reason", reason, "remote", src.String(), "size", n)
 			continue
 		}

@@ -60,6 +60,7 @@ const (
 	reasonBadLogin    = "bad-login"
 	reasonNotLoopback = "not-loopback"
 	reasonInternal    = "bad-internal-login"
+	reasonBlocked     = "blocked"
 )
 
 // Subjects no MQTT client and no republished event may publish to: the
@@ -180,6 +181,7 @@ type authenticator struct {
 	h     *Hub
 	accts atomic.Pointer[accounts]
 	proxy atomic.Pointer[mqttproxy.Proxy]
+	guard atomic.Pointer[LoginGuard]
 
 	mu    sync.Mutex
 	conns map[uint64]authInfo // by nats connection id, while connected
@@ -296,7 +298,12 @@ func (a *authenticator) edge(c server.ClientAuthentication, st *tls.ConnectionSt
 	leaf := st.PeerCertificates[0]
 	id, err := pki.EdgeIDFromCert(leaf)
 	if err != nil {
+		a.unknownEdge("", remote, reasonBadIdentity)
 		return a.refuse("nats", remote, reasonBadIdentity, err.Error(), "subject", leaf.Subject.String())
+	}
+	if id == a.h.cfg.EventID() {
+		a.unknownEdge(id, remote, reasonBadIdentity)
+		return a.refuse("nats", remote, reasonBadIdentity, "edge id is the hub's own event id (server_name)", "edge", id)
 	}
 	listed, err := a.listed(id, leaf.Raw)
 	if err != nil {
@@ -305,6 +312,7 @@ func (a *authenticator) edge(c server.ClientAuthentication, st *tls.ConnectionSt
 			reason = reasonSuperseded
 		}
 		if reason == reasonSuperseded || !a.h.cfg.NATS.AllowUnlistedEdges {
+			a.unknownEdge(id, remote, reason)
 			return a.refuse("nats", remote, reason, err.Error(), "edge", id, "fingerprint", pki.Fingerprint(leaf))
 		}
 		a.h.m.unlisted.Inc()
@@ -365,6 +373,13 @@ func (a *authenticator) mqtt(c server.ClientAuthentication, remote net.Addr, ac 
 			listener, real, relayed = "mqtt-tls", peer.Remote, true
 		}
 	}
+	if g := a.guard.Load(); g != nil && ((*g).Blocked(real) || o.Username != "" && (*g).BlockedUser(o.Username)) {
+		// Refused before the password is looked at; logged at debug only
+		// (the audit reports the block once, not every attempt).
+		a.h.m.refused.WithLabelValues(listener, reasonBlocked).Inc()
+		a.h.log.Debug("refused connection", "listener", listener, "remote", real, "reason", reasonBlocked, "user", o.Username)
+		return false
+	}
 	if o.Username == "" {
 		if relayed || !a.h.cfg.MQTT.AllowAnonymousLocal {
 			return a.refuse(listener, real, reasonNoUser, "MQTT CONNECT without a user name")
@@ -388,6 +403,13 @@ func (a *authenticator) mqtt(c server.ClientAuthentication, remote net.Addr, ac 
 	a.remember(c.GetID(), info)
 	a.h.log.Info("mqtt login", "listener", listener, "user", u.name, "remote", real)
 	return true
+}
+
+// unknownEdge tells the OnUnknownEdge hooks.
+func (a *authenticator) unknownEdge(id, remote, reason string) {
+	for _, f := range a.h.unknownEdge { // fixed once Run started
+		f(id, remote, reason)
+	}
 }
 
 var _ server.Authentication = (*authenticator)(nil)

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warren-mesh/warren/discovery"
 	"github.com/warren-mesh/warren/hub/pki"
 	"github.com/warren-mesh/warren/internal/admin"
+	"github.com/warren-mesh/warren/internal/audit"
 	"github.com/warren-mesh/warren/internal/event"
 )
 
@@ -54,6 +56,73 @@ type Config struct {
 	// Notify is the notifier's configuration, passed through untouched to
 	// the notifier (see hub/notify). Default empty.
 	Notify map[string]any `mapstructure:"notify"`
+	// Discovery advertises the hub to edges through gossip and lists the
+	// fleet from it (package discovery; keys documented on
+	// discovery.Config). Off unless discovery.enabled, seeds, key_files or
+	// insecure is set. node_name defaults to server_name; the advertised
+	// NATS URL to tls://<nats.listen>, see discovery.advertise_nats.
+	Discovery discovery.Config `mapstructure:"discovery"`
+	// Audit is the security audit of the embedded server (package
+	// internal/audit; keys documented on audit.Config): its events and
+	// alerts are stored in the HUB stream under the hub's own edge-id
+	// token (EventID), topic warren/audit/<kind>. Run by cmd/hub.
+	// Default on.
+	Audit audit.Config `mapstructure:"audit"`
+	// Dashboard is the dashboard page on the admin listener (package
+	// hub/dashboard). Run by cmd/hub.
+	Dashboard DashboardConfig `mapstructure:"dashboard"`
+}
+
+// DashboardConfig is the dashboard page served by the admin listener.
+type DashboardConfig struct {
+	// Enabled serves the dashboard (needs admin.listen). Default true.
+	Enabled bool `mapstructure:"enabled"`
+	// Path is where it is mounted on the admin listener; it starts and
+	// ends with "/". Default "/dashboard/".
+	Path string `mapstructure:"path"`
+	// Title heads the page. Default "warren".
+	Title string `mapstructure:"title"`
+	// Window is the timeline's default span. Default 6h.
+	Window time.Duration `mapstructure:"window"`
+	// Step is the timeline's default step. Default 5m.
+	Step time.Duration `mapstructure:"step"`
+	// Retention is how far back the dashboard reads the HUB stream at
+	// start and how long it keeps its per-minute counts (in memory).
+	// Default 24h.
+	Retention time.Duration `mapstructure:"retention"`
+	// Refresh is how often the page reloads its data. Default 15s.
+	Refresh time.Duration `mapstructure:"refresh"`
+}
+
+// EventID is the edge-id token under which the hub stores its own events
+// (its audit) in the HUB stream: hub.ev.<EventID>.<subject>. It is
+// server_name in lower case with every character an edge id cannot hold
+// turned into '-'; the authenticator refuses an edge with that id, so no
+// edge can pass its events off as the hub's.
+func (c Config) EventID() string {
+	b := []byte(strings.ToLower(c.ServerName))
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
+			b[i] = '-'
+		}
+	}
+	id := strings.TrimLeft(string(b), "-")
+	if len(id) > 63 {
+		id = id[:63]
+	}
+	if id == "" {
+		id = "hub"
+	}
+	return id
+}
+
+// DiscoveryConfig is Discovery with node_name defaulted to server_name.
+func (c Config) DiscoveryConfig() discovery.Config {
+	d := c.Discovery
+	if d.NodeName == "" {
+		d.NodeName = c.ServerName
+	}
+	return d
 }
 
 // NATSConfig is the edge-facing NATS listener.
@@ -181,6 +250,14 @@ func DefaultConfig() Config {
 		Republish: RepublishConfig{Enabled: true},
 		Admin:     admin.Config{Listen: "127.0.0.1:9136"},
 		Log:       LogConfig{Level: "info", Format: "text"},
+		Discovery: func() discovery.Config {
+			d := discovery.DefaultConfig()
+			d.NodeName = "" // server_name
+			return d
+		}(),
+		Audit: audit.DefaultConfig(),
+		Dashboard: DashboardConfig{Enabled: true, Path: "/dashboard/", Title: "warren", Window: 6 * time.Hour,
+			Step: 5 * time.Minute, Retention: 24 * time.Hour, Refresh: 15 * time.Second},
 	}
 }
 
@@ -301,6 +378,33 @@ func (c Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		add("log.format", "%q: want text or json", c.Log.Format)
+	}
+	if d := c.DiscoveryConfig(); d.Active() {
+		if err := d.ValidateKeys("discovery."); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Audit.Enabled {
+		if err := c.Audit.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d := c.Dashboard; d.Enabled {
+		if !strings.HasPrefix(d.Path, "/") || !strings.HasSuffix(d.Path, "/") || strings.ContainsAny(d.Path, " {}") {
+			add("dashboard.path", "%q: must start and end with '/' (e.g. /dashboard/)", d.Path)
+		}
+		switch {
+		case d.Step <= 0 || d.Window <= 0:
+			add("dashboard.window", "window %s and step %s must be positive", d.Window, d.Step)
+		case d.Window/d.Step > 2000:
+			add("dashboard.step", "%s over a %s window makes more than 2000 steps", d.Step, d.Window)
+		}
+		if d.Retention < time.Minute || d.Retention > 30*24*time.Hour {
+			add("dashboard.retention", "%s: from 1m to 720h", d.Retention)
+		}
+		if d.Refresh < time.Second {
+			add("dashboard.refresh", "%s: at least 1s", d.Refresh)
+		}
 	}
 	return errors.Join(errs...)
 }

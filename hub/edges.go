@@ -6,12 +6,15 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/warren-mesh/warren/discovery"
 	"github.com/warren-mesh/warren/hub/pki"
+	"github.com/warren-mesh/warren/internal/event"
 )
 
 // Heartbeat is the JSON an edge publishes on edge.<id>.$warren.status
@@ -34,6 +37,10 @@ type Heartbeat struct {
 // disconnect events) and heartbeats.
 type edgeTracker struct {
 	h *Hub
+
+	// gossip lists the discovery members (SetFleetSource); nil when
+	// discovery does not run.
+	gossip atomic.Pointer[func() []discovery.Member]
 
 	mu    sync.Mutex
 	edges map[string]*edgeRec
@@ -235,6 +242,74 @@ type EdgeStatus struct {
 	Forwarded     uint64     `json:"forwarded"`
 	LinkSince     *time.Time `json:"link_since,omitempty"`
 	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	// The fleet view, NATS connections and gossip merged:
+	// Sources says where the hub knows the edge from: "nats" (a mutual-TLS
+	// connection or heartbeat since the hub started; the edge's identity is
+	// proven) and/or "gossip" (discovery membership; an edge's gossip name is
+	// not proof of identity).
+	Sources []string `json:"sources"`
+	// Link is the hub link: "up" while connected; otherwise what the edge
+	// advertises in gossip ("down", "connecting", ...), or "down".
+	Link string `json:"link"`
+	// Gossip is the edge's gossip state (alive, dead or left), GossipAddr
+	// its gossip address and GossipSince when that state began; empty
+	// when discovery does not list it.
+	Gossip      string     `json:"gossip,omitempty"`
+	GossipAddr  string     `json:"gossip_addr,omitempty"`
+	GossipSince *time.Time `json:"gossip_since,omitempty"`
+	// Mark flags an edge that is not connected: "dead" (gossip declared it
+	// failed), "left" (it left gracefully) or "stale" (nothing heard from
+	// it, by NATS or gossip, for StaleAfter). Empty otherwise.
+	Mark string `json:"mark,omitempty"`
+}
+
+// StaleAfter is how long an edge that is neither connected nor alive in
+// gossip keeps an unmarked entry before `hub edges` marks it stale.
+const StaleAfter = 2 * time.Minute
+
+// Fleet marks (EdgeStatus.Mark).
+const (
+	MarkStale = "stale"
+	MarkDead  = "dead"
+	MarkLeft  = "left"
+)
+
+// SetFleetSource adds gossip members (discovery.Node.Members) to the edge
+// list of Status, Edges and /edges: edges known only from gossip are listed
+// too, and entries get their gossip state and marks. nil removes it.
+func (h *Hub) SetFleetSource(f func() []discovery.Member) {
+	if f == nil {
+		h.edges.gossip.Store(nil)
+		return
+	}
+	h.edges.gossip.Store(&f)
+}
+
+// gossipEdges returns the edges among the gossip members, by edge id (the
+// metadata's id, else the node name); the alive entry wins over others.
+func (t *edgeTracker) gossipEdges() map[string]discovery.Member {
+	f := t.gossip.Load()
+	if f == nil {
+		return nil
+	}
+	out := map[string]discovery.Member{}
+	for _, m := range (*f)() {
+		if m.Self || m.MetaErr != "" || m.Meta.Role != discovery.RoleEdge {
+			continue
+		}
+		id := m.Meta.ID
+		if id == "" {
+			id = m.Name
+		}
+		if event.ValidID(id) != nil {
+			continue
+		}
+		if old, ok := out[id]; ok && old.State == discovery.StateAlive {
+			continue
+		}
+		out[id] = m
+	}
+	return out
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -256,9 +331,16 @@ func (t *edgeTracker) list(s *server.Server) []EdgeStatus {
 			}
 		}
 	}
+	gossip := t.gossipEdges()
+	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]EdgeStatus, 0, len(t.edges))
+	out := make([]EdgeStatus, 0, len(t.edges)+len(gossip))
+	for id, m := range gossip {
+		if _, ok := t.edges[id]; !ok {
+			out = append(out, fleetEntry(EdgeStatus{ID: id}, m, true, now))
+		}
+	}
 	for _, r := range t.edges {
 		e := EdgeStatus{
 			ID:          r.id,
@@ -284,8 +366,60 @@ func (t *edgeTracker) list(s *server.Server) []EdgeStatus {
 			e.BacklogMsgs, e.BacklogBytes, e.OldestAgeMS = hb.BacklogMsgs, hb.BacklogBytes, hb.OldestAgeMS
 			e.Forwarded, e.LinkSince, e.LastHeartbeat = hb.Forwarded, timePtr(hb.LinkSince), timePtr(r.hbAt)
 		}
-		out = append(out, e)
+		e.Sources = []string{"nats"}
+		m, inGossip := gossip[r.id]
+		out = append(out, fleetEntry(e, m, inGossip, now))
 	}
 	sort.Slice(out, func(i, j int) bool { return strings.Compare(out[i].ID, out[j].ID) < 0 })
 	return out
+}
+
+// fleetEntry completes e (from NATS, possibly empty) with the gossip member
+// m (when inGossip) and sets Link and Mark. NATS wins where both know a
+// field: it is authenticated and, while connected, current.
+func fleetEntry(e EdgeStatus, m discovery.Member, inGossip bool, now time.Time) EdgeStatus {
+	if e.Sources == nil {
+		e.Sources = []string{}
+	}
+	alive := false
+	if inGossip {
+		e.Sources = append(e.Sources, "gossip")
+		e.Gossip, e.GossipAddr, e.GossipSince = string(m.State), m.Addr, timePtr(m.Since)
+		alive = m.State == discovery.StateAlive
+		if e.Version == "" {
+			e.Version = m.Meta.Version
+		}
+		if e.Address == "" {
+			e.Address = m.Addr
+		}
+		if !e.Connected && alive {
+			// The edge's own, newer word on its backlog.
+			e.BacklogMsgs = m.Meta.Backlog
+		}
+		seen := m.Since
+		if alive {
+			seen = now
+		}
+		if e.LastSeen == nil || seen.After(*e.LastSeen) {
+			e.LastSeen = timePtr(seen)
+		}
+	}
+	switch {
+	case e.Connected:
+		e.Link = "up"
+	case alive && m.Meta.Link != "" && m.Meta.Link != discovery.LinkUp:
+		e.Link = string(m.Meta.Link)
+	default:
+		e.Link = "down"
+	}
+	switch {
+	case e.Connected || alive:
+	case inGossip && m.State == discovery.StateDead:
+		e.Mark = MarkDead
+	case inGossip && m.State == discovery.StateLeft:
+		e.Mark = MarkLeft
+	case e.LastSeen == nil || now.Sub(*e.LastSeen) > StaleAfter:
+		e.Mark = MarkStale
+	}
+	return e
 }

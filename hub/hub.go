@@ -34,6 +34,7 @@ import (
 	"github.com/warren-mesh/warren/hub/mqttproxy"
 	"github.com/warren-mesh/warren/hub/pki"
 	"github.com/warren-mesh/warren/internal/admin"
+	"github.com/warren-mesh/warren/internal/audit"
 	"github.com/warren-mesh/warren/internal/event"
 	"github.com/warren-mesh/warren/internal/natsembed"
 )
@@ -87,6 +88,12 @@ type Hub struct {
 	auth     *authenticator
 	services []service
 	extra    map[string]http.Handler
+
+	// audit hooks (see SetLoginGuard, AddNATSLogHook, OnUnknownEdge,
+	// OnHeartbeat); set before Run
+	logHooks    []func(slog.Level, string)
+	unknownEdge []func(id, remote, reason string)
+	hbHooks     []func(Heartbeat)
 }
 
 type service struct {
@@ -553,6 +560,93 @@ func (h *Hub) startProxy(upstream string) (*mqttproxy.Proxy, error) {
 // natsLogHook sees every nats-server log line.
 func (h *Hub) natsLogHook(level slog.Level, msg string) {
 	h.classifyNATSLine(msg)
+	for _, f := range h.logHooks { // fixed once Run started
+		f(level, msg)
+	}
+}
+
+// LoginGuard is asked by the authenticator before it checks an MQTT
+// password (internal/audit.Auditor fits): a blocked source address or
+// user is refused with reason "blocked" without looking at the password.
+// Edges (certificates) and in-process connections are not asked.
+type LoginGuard interface {
+	Blocked(addr string) bool
+	BlockedUser(user string) bool
+}
+
+// SetLoginGuard installs g (nil removes it). Safe at any time.
+func (h *Hub) SetLoginGuard(g LoginGuard) {
+	if g == nil {
+		h.auth.guard.Store(nil)
+		return
+	}
+	h.auth.guard.Store(&g)
+}
+
+// AddNATSLogHook adds f to the functions that see every line the
+// embedded nats-server logs (debug included); f must be cheap and must
+// not block. Call before Run.
+func (h *Hub) AddNATSLogHook(f func(level slog.Level, msg string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.logHooks = append(h.logHooks, f)
+}
+
+// OnUnknownEdge registers f, called when the authenticator refuses an
+// edge certificate signed by the CA for its identity (reasons
+// unlisted-edge, superseded-certificate, bad-edge-identity; id may be
+// empty for the last). f runs on the connection's goroutine and must not
+// block. Call before Run.
+func (h *Hub) OnUnknownEdge(f func(id, remote, reason string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unknownEdge = append(h.unknownEdge, f)
+}
+
+// OnHeartbeat registers f, called with every accepted edge heartbeat
+// (its Version feeds the audit's minimum-version rule). f runs on the
+// ingest goroutine and must not block. Call before Run.
+func (h *Hub) OnHeartbeat(f func(Heartbeat)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hbHooks = append(h.hbHooks, f)
+}
+
+// EventID is Config().EventID(): the edge-id token of the hub's own
+// events in the HUB stream.
+func (h *Hub) EventID() string { return h.cfg.EventID() }
+
+// ConnectSystem opens an in-process connection in the system account
+// (role warren-sys), for the server's system events ($SYS.>). The caller
+// closes it before Run returns.
+func (h *Hub) ConnectSystem(name string, opts ...nats.Option) (*nats.Conn, error) {
+	s := h.Server()
+	if s == nil {
+		return nil, ErrNotRunning
+	}
+	return h.connect(s, roleSys, name, opts...)
+}
+
+// DescribeConn says what the authenticator knows better than nats-server
+// about a client connection (by connection id, or for a refused login
+// relayed by the MQTT TLS listener, by the relay's source port): the real
+// remote address, the TLS version and the listener ("mqtt-tls", "nats").
+func (h *Hub) DescribeConn(cid uint64, port int) (audit.ConnDetail, bool) {
+	if i, ok := h.auth.info(cid); ok {
+		switch i.Kind {
+		case "mqtt-tls":
+			return audit.ConnDetail{Remote: i.Remote, TLS: i.TLSVersion, Listener: "mqtt-tls"}, true
+		case "edge":
+			return audit.ConnDetail{TLS: i.TLSVersion, Listener: "nats"}, true
+		}
+		return audit.ConnDetail{}, false
+	}
+	if p := h.auth.proxy.Load(); p != nil && port > 0 {
+		if peer, ok := p.Lookup(port); ok {
+			return audit.ConnDetail{Remote: peer.Remote, TLS: peer.TLSVersion, Listener: "mqtt-tls"}, true
+		}
+	}
+	return audit.ConnDetail{}, false
 }
 
 func randomSecret() string {

@@ -386,6 +386,9 @@ func (i *ingest) heartbeat(id string, m *nats.Msg) {
 		return
 	}
 	i.h.edges.heartbeat(hb, time.Now())
+	for _, f := range i.h.hbHooks { // fixed once Run started
+		f(hb)
+	}
 	i.count(resHeartbeat)
 	if m.Reply != "" {
 		i.edgeNC.Publish(m.Reply, []byte("ok"))

@@ -44,7 +44,7 @@ func printStruct(w io.Writer, v reflect.Value, indent string) {
 
 // secretKey reports whether a key holds a secret itself (not a file name).
 func secretKey(name string) bool {
-	if strings.HasSuffix(name, "_file") {
+	if strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files") {
 		return false
 	}
 	for _, s := range []string{"password", "secret", "token", "key"} {

@@ -81,6 +81,8 @@ var flagKeys = map[string]string{
 	"log-level":    "log.level",
 	"log-format":   "log.format",
 	"hub-url":      "hub.url",
+	// dev only: gossip without a key (discovery refuses to start otherwise)
+	"insecure-gossip": "discovery.insecure",
 }
 
 // globals are the flags every command has.
@@ -108,6 +110,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.String("log-level", "", "debug, info, warn or error (log.level)")
 	pf.String("log-format", "", "text or json (log.format)")
 	pf.String("hub-url", "", "hub address, tls://host:port (hub.url)")
+	pf.Bool("insecure-gossip", false, "DEVELOPMENT ONLY: run discovery gossip without encryption (discovery.insecure)")
 	g := &globals{flags: pf}
 
 	root.AddCommand(
@@ -292,6 +295,9 @@ func checkFiles(cfg edge.Config, warn io.Writer) error {
 		if _, err := os.Stat(path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
+	}
+	if err := checkDiscovery(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Hub.URL != "" {
 		if _, err := bridge.New(cfg.Hub, nopSource{cfg.ID}, nil, nil); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/warren-mesh/warren/discovery"
 	"github.com/warren-mesh/warren/edge"
 	"github.com/warren-mesh/warren/internal/admin"
 )
@@ -48,6 +49,12 @@ func statusCmd(g *globals, stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("status: %w", err)
 			}
 			printStatus(stdout, st)
+			var d struct {
+				Discovery *discovery.View `json:"discovery"`
+			}
+			if json.Unmarshal(raw, &d) == nil && d.Discovery != nil {
+				printDiscovery(stdout, *d.Discovery, time.Now())
+			}
 			return nil
 		},
 	}

@@ -9,6 +9,8 @@
 //	hub pki init [--force] [--san NAME|IP]...
 //	hub pki issue EDGE-ID [--force] [--out DIR]
 //	hub pki list [--json]
+//	hub notify test --topic T --payload P [--edge E] [--source S] [--send] [--json]
+//	hub notify check | import-mqttwarn FILE.ini
 //	hub version
 //
 // Configuration: a YAML file (--config or HUB_CONFIG), HUB_* environment
@@ -80,6 +82,8 @@ var flagKeys = map[string]string{
 	"admin-listen": "admin.listen",
 	"log-level":    "log.level",
 	"log-format":   "log.format",
+	// dev only: gossip without a key (discovery refuses to start otherwise)
+	"insecure-gossip": "discovery.insecure",
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -99,6 +103,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.String("admin-listen", "", "admin listener, 127.0.0.1:PORT or unix:/path (admin.listen)")
 	pf.String("log-level", "", "debug, info, warn or error (log.level)")
 	pf.String("log-format", "", "text or json (log.format)")
+	pf.Bool("insecure-gossip", false, "DEVELOPMENT ONLY: run discovery gossip without encryption (discovery.insecure)")
 	g := &globals{flags: pf}
 
 	root.AddCommand(
@@ -107,6 +112,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		statusCmd(g, stdout),
 		edgesCmd(g, stdout),
 		pkiCmd(g, stdout),
+		notifyCmd(g, stdout, stderr),
 		&cobra.Command{
 			Use:   "version",
 			Short: "print the version",
@@ -166,7 +172,8 @@ func runCmd(g *globals, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			env := &hubEnv{Hub: h, Cfg: cfg, File: file, Logger: logger, Reg: reg}
+			env := &hubEnv{Hub: h, Cfg: cfg, File: file, Logger: logger, Reg: reg,
+				Load: func() (hub.Config, error) { c, _, err := g.load(); return c, err }}
 			for _, s := range hubServices {
 				if err := s.Attach(env); err != nil {
 					return usageError{fmt.Errorf("%s: %w", s.Name, err)}
@@ -200,6 +207,13 @@ func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
 			if _, err := hub.New(cfg, slog.New(slog.DiscardHandler), nil); err != nil {
 				return usageError{err}
 			}
+			if err := checkDiscovery(cfg); err != nil {
+				return usageError{err}
+			}
+			notifySummary, err := checkNotify(cfg, file)
+			if err != nil {
+				return usageError{err}
+			}
 			if file == "" {
 				file = "no file, embedded defaults"
 			}
@@ -208,6 +222,8 @@ func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "  nats %s (TLS >= %s), mqtt %s, mqtt tls %s, admin %s\n",
 				cfg.NATS.Listen, cfg.NATS.TLSMinVersion, orOff(cfg.MQTT.Listen), orOff(cfg.MQTT.TLSListen), orOff(cfg.Admin.Listen))
 			fmt.Fprintf(stdout, "  stream duplicate window %s, %d MQTT users\n", cfg.Stream.DuplicateWindow, len(cfg.MQTT.Users))
+			fmt.Fprintf(stdout, "  discovery %s\n", discoverySummary(cfg))
+			fmt.Fprintf(stdout, "  notify %s\n", notifySummary)
 			return nil
 		},
 	}

@@ -16,6 +16,9 @@ type hubEnv struct {
 	File   string // the configuration file, "" for embedded defaults
 	Logger *slog.Logger
 	Reg    *prometheus.Registry
+	// Load reads the configuration again exactly as `hub run` did (file,
+	// HUB_* environment, flags), for services that reload.
+	Load func() (hub.Config, error)
 }
 
 // hubService is one part of `hub run`. Services register themselves with

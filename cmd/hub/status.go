@@ -75,7 +75,7 @@ func edgesCmd(g *globals, stdout io.Writer) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "edges",
-		Short: "list the edges the running hub has seen (connections and heartbeats)",
+		Short: "list the edges the running hub knows: from NATS connections and heartbeats, and from gossip when discovery runs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			raw, err := fetch(g, "/edges", 0)
@@ -136,7 +136,7 @@ func printEdges(w io.Writer, edges []hub.EdgeStatus, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  EDGE\tLINK\tVERSION\tTLS\tSINCE\tBACKLOG\tOLDEST\tSTORED\tADDRESS")
+	fmt.Fprintln(tw, "  EDGE\tLINK\tVERSION\tTLS\tSINCE\tBACKLOG\tOLDEST\tSTORED\tADDRESS\tGOSSIP")
 	for _, e := range edges {
 		link := "down"
 		since := "last seen " + ago(e.LastSeen, now)
@@ -150,12 +150,22 @@ func printEdges(w io.Writer, edges []hub.EdgeStatus, now time.Time) {
 		if !e.Listed && e.Connected {
 			link += " UNLISTED"
 		}
+		if !e.Connected && e.Link != "" {
+			link = e.Link // what the edge advertises in gossip
+		}
+		if e.Mark != "" {
+			link += " " + strings.ToUpper(e.Mark)
+		}
+		gossip := "-"
+		if e.Gossip != "" {
+			gossip = e.Gossip + " " + e.GossipAddr
+		}
 		oldest := "-"
 		if e.OldestAgeMS > 0 {
 			oldest = (time.Duration(e.OldestAgeMS) * time.Millisecond).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d (%s)\t%s\t%d\t%s\n", e.ID, link, dash(e.Version), dash(e.TLSVersion), since,
-			e.BacklogMsgs, humanBytes(e.BacklogBytes), oldest, e.Stored, dash(e.Address))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d (%s)\t%s\t%d\t%s\t%s\n", e.ID, link, dash(e.Version), dash(e.TLSVersion), since,
+			e.BacklogMsgs, humanBytes(e.BacklogBytes), oldest, e.Stored, dash(e.Address), gossip)
 	}
 	tw.Flush()
 }

@@ -210,6 +210,19 @@ func readEdgeStream(tb testing.TB, natsAddr string) []storedMsg {
 	if uint64(len(out)) != info.State.Msgs {
 		tb.Fatalf("read %d messages from the edge stream, its state says %d", len(out), info.State.Msgs)
 	}
+	return withoutAudit(out)
+}
+
+// withoutAudit drops the daemons' own audit events (every client
+// connection, including the tests' readers, makes one) so the checkers
+// see exactly the events the tests sent.
+func withoutAudit(msgs []storedMsg) []storedMsg {
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m.Header.Get(event.HdrSource) != event.SourceAudit {
+			out = append(out, m)
+		}
+	}
 	return out
 }
 
@@ -297,7 +310,7 @@ func readHubStore(tb testing.TB, hubDataDir string) []storedMsg {
 			}
 		}
 	}
-	return out
+	return withoutAudit(out)
 }
 
 // copyTree copies regular files and directories from src into dst.

@@ -110,7 +110,8 @@ func (h *hubProc) edgeFiles(id string) (ca, cert, key string) {
 
 // hubOptions shape a hub's config.
 type hubOptions struct {
-	mqtt bool // open the loopback MQTT listener (republish to MQTT clients)
+	mqtt  bool   // open the loopback MQTT listener (republish to MQTT clients)
+	extra string // YAML appended to the config (top-level keys, e.g. notify:)
 }
 
 // newHub writes a hub config under root/hub, makes its PKI the way an
@@ -145,7 +146,7 @@ admin:
 log:
   level: info
   format: text
-`, quote(h.dataDir), quote(h.pkiDir), quote(h.natsAddr), quote(h.mqttAddr), quote(adminAddr))
+`, quote(h.dataDir), quote(h.pkiDir), quote(h.natsAddr), quote(h.mqttAddr), quote(adminAddr)) + opts.extra
 	path := filepath.Join(dir, "hub.yaml")
 	writeFile(tb, path, cfg, 0o600)
 	runTool(tb, bin, "pki", "init", "--config", path)
