@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -34,41 +33,24 @@ import (
 	"github.com/warren-mesh/warren/bridge"
 	"github.com/warren-mesh/warren/edge"
 	"github.com/warren-mesh/warren/internal/cfgload"
+	"github.com/warren-mesh/warren/internal/cli"
 	"github.com/warren-mesh/warren/internal/version"
 	"github.com/warren-mesh/warren/internal/wire"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-// Exit codes.
+// Exit codes and usage errors: see internal/cli.
 const (
-	exitOK      = 0
-	exitFailure = 1 // the command ran and failed
-	exitUsage   = 2 // bad arguments or configuration
+	exitOK      = cli.ExitOK
+	exitFailure = cli.ExitFailure
+	exitUsage   = cli.ExitUsage
 )
 
-// usageError marks errors that exit with exitUsage.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+type usageError = cli.UsageError
 
 func run(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
-	root.SetArgs(args)
-	err := root.Execute()
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "edge: %v\n", err)
-	var ue usageError
-	msg := err.Error()
-	if errors.As(err, &ue) || strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
-		strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "accepts ") ||
-		strings.Contains(msg, "flag needs an argument") || strings.HasPrefix(msg, "invalid argument") {
-		return exitUsage
-	}
-	return exitFailure
+	return cli.Execute("edge", newRoot(stdout, stderr), args, stderr)
 }
 
 // flagKeys maps the configuration flags to their keys.
@@ -131,32 +113,13 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 // load reads the configuration: defaults, file, EDGE_* environment, flags.
 func (g *globals) load() (edge.Config, string, error) {
-	file, _ := g.flags.GetString("config")
-	if file == "" {
-		file = os.Getenv("EDGE_CONFIG")
-	}
-	flags := map[string]*pflag.Flag{}
-	for name, key := range flagKeys {
-		flags[key] = g.flags.Lookup(name)
-	}
 	cfg := edge.DefaultConfig()
-	if err := cfgload.Load(cfgload.Options{File: file, EnvPrefix: "EDGE", Flags: flags, IgnoreEnv: []string{"EDGE_CONFIG"}}, &cfg); err != nil {
-		return cfg, file, usageError{err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, file, usageError{fmt.Errorf("config: %w", err)}
-	}
-	return cfg, file, nil
+	file, err := cli.Load(g.flags, "EDGE", flagKeys, &cfg)
+	return cfg, file, err
 }
 
 func newLogger(c edge.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return cli.NewLogger(c.Level, c.Format, w)
 }
 
 func runCmd(g *globals, stderr io.Writer) *cobra.Command {
@@ -187,7 +150,7 @@ func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e, err := edge.New(cfg, logger, reg)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if err := e.Start(ctx); err != nil {
 		return err
@@ -200,7 +163,7 @@ func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger) error {
 		}
 		if err := s.Prepare(env); err != nil {
 			e.Close()
-			return usageError{fmt.Errorf("%s: %w", s.Name, err)}
+			return usageError{Err: fmt.Errorf("%s: %w", s.Name, err)}
 		}
 	}
 
@@ -209,7 +172,7 @@ func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger) error {
 	b, err := bridge.New(cfg.Hub, e, logger, reg, env.BridgeOpts...)
 	if err != nil {
 		e.Close()
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	env.Bridge = b
 	e.SetLinkStatus(func() any { return b.Status() })
@@ -257,7 +220,7 @@ func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
 				return err
 			}
 			if err := checkFiles(cfg, stdout); err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			if file == "" {
 				file = "no file, embedded defaults"

@@ -34,7 +34,7 @@ func statusCmd(g *globals, stdout io.Writer) *cobra.Command {
 				addr = cfg.Admin.Listen
 			}
 			if addr == "" {
-				return usageError{fmt.Errorf("admin.listen is off; edge status reads the admin listener (or pass --admin ADDR)")}
+				return usageError{Err: fmt.Errorf("admin.listen is off; edge status reads the admin listener (or pass --admin ADDR)")}
 			}
 			raw, err := fetchStatus(addr, wait)
 			if err != nil {

@@ -20,13 +20,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,39 +33,23 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warren-mesh/warren/hub"
-	"github.com/warren-mesh/warren/internal/cfgload"
+	"github.com/warren-mesh/warren/internal/cli"
 	"github.com/warren-mesh/warren/internal/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-// Exit codes.
+// Exit codes and usage errors: see internal/cli.
 const (
-	exitOK      = 0
-	exitFailure = 1 // the command ran and failed
-	exitUsage   = 2 // bad arguments or configuration
+	exitOK      = cli.ExitOK
+	exitFailure = cli.ExitFailure
+	exitUsage   = cli.ExitUsage
 )
 
-// usageError marks errors that exit with exitUsage.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+type usageError = cli.UsageError
 
 func run(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
-	root.SetArgs(args)
-	err := root.Execute()
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "hub: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
-		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") {
-		return exitUsage
-	}
-	return exitFailure
+	return cli.Execute("hub", newRoot(stdout, stderr), args, stderr)
 }
 
 // globals are the flags every command has.
@@ -127,32 +109,13 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 // load reads the configuration: defaults, file, HUB_* environment, flags.
 func (g *globals) load() (hub.Config, string, error) {
-	file, _ := g.flags.GetString("config")
-	if file == "" {
-		file = os.Getenv("HUB_CONFIG")
-	}
-	flags := map[string]*pflag.Flag{}
-	for name, key := range flagKeys {
-		flags[key] = g.flags.Lookup(name)
-	}
 	cfg := hub.DefaultConfig()
-	if err := cfgload.Load(cfgload.Options{File: file, EnvPrefix: "HUB", Flags: flags, IgnoreEnv: []string{"HUB_CONFIG"}}, &cfg); err != nil {
-		return cfg, file, usageError{err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, file, usageError{fmt.Errorf("config: %w", err)}
-	}
-	return cfg, file, nil
+	file, err := cli.Load(g.flags, "HUB", flagKeys, &cfg)
+	return cfg, file, err
 }
 
 func newLogger(c hub.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Level)) // validated
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return cli.NewLogger(c.Level, c.Format, w)
 }
 
 func runCmd(g *globals, stderr io.Writer) *cobra.Command {
@@ -170,13 +133,13 @@ func runCmd(g *globals, stderr io.Writer) *cobra.Command {
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			h, err := hub.New(cfg, logger, reg)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			env := &hubEnv{Hub: h, Cfg: cfg, File: file, Logger: logger, Reg: reg,
 				Load: func() (hub.Config, error) { c, _, err := g.load(); return c, err }}
 			for _, s := range hubServices {
 				if err := s.Attach(env); err != nil {
-					return usageError{fmt.Errorf("%s: %w", s.Name, err)}
+					return usageError{Err: fmt.Errorf("%s: %w", s.Name, err)}
 				}
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -205,14 +168,14 @@ func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
 				return err
 			}
 			if _, err := hub.New(cfg, slog.New(slog.DiscardHandler), nil); err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			if err := checkDiscovery(cfg); err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			notifySummary, err := checkNotify(cfg, file)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			if file == "" {
 				file = "no file, embedded defaults"

@@ -384,11 +384,11 @@ the payload from FILE, @- from standard input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if topic == "" {
-				return usageError{errors.New("--topic is required")}
+				return usageError{Err: errors.New("--topic is required")}
 			}
 			body, err := readPayload(payload, cmd.InOrStdin())
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			cfg, file, err := g.load()
 			if err != nil {
@@ -396,7 +396,7 @@ the payload from FILE, @- from standard input.`,
 			}
 			nc, _, err := loadNotify(cfg, file)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			logger := slog.New(slog.DiscardHandler)
 			if send {
@@ -404,7 +404,7 @@ the payload from FILE, @- from standard input.`,
 			}
 			e, err := buildStandalone(nc, logger)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			defer e.Close()
 			rep := e.Test(cmd.Context(), topic, body, edge, source, send)
@@ -466,7 +466,7 @@ func notifyCheckCmd(g *globals, stdout io.Writer) *cobra.Command {
 			}
 			sum, err := checkNotify(cfg, file)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			fmt.Fprintf(stdout, "notify ok: %s\n", sum)
 			return nil
@@ -482,11 +482,11 @@ func notifyImportCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			res, err := notify.ImportMqttwarn(b, nil)
 			if err != nil {
-				return usageError{fmt.Errorf("%s: %w", args[0], err)}
+				return usageError{Err: fmt.Errorf("%s: %w", args[0], err)}
 			}
 			for _, w := range res.Warnings {
 				fmt.Fprintf(stderr, "warning: %s\n", w)

@@ -24,7 +24,7 @@ func fetch(g *globals, path string, wait time.Duration) ([]byte, error) {
 		return nil, err
 	}
 	if cfg.Admin.Listen == "" {
-		return nil, usageError{fmt.Errorf("admin.listen is off; the status commands read the admin listener")}
+		return nil, usageError{Err: fmt.Errorf("admin.listen is off; the status commands read the admin listener")}
 	}
 	deadline := time.Now().Add(wait)
 	for {
