@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -254,6 +255,39 @@ func TestRollout(t *testing.T) {
 	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != hub.uid(t, "warren-hub") {
 		t.Errorf("%s is owned by uid %d, want warren-hub's", notifyFile, uid)
 	}
+
+	// Gossip is on by default: the edge joined the hub with the key the
+	// playbook distributed, so the hub knows it from gossip as well as
+	// from its mutual-TLS connection.
+	var sources []string
+	waitFor(t, 60*time.Second, "edge site1 known to the hub from gossip and nats", func() bool {
+		hubSvc.running(t)
+		sources = edgeSources(pt.hubAdmin, "site1")
+		return slices.Contains(sources, "gossip") && slices.Contains(sources, "nats")
+	})
+}
+
+// edgeSources returns where the hub knows an edge from (its /edges list).
+func edgeSources(port int, id string) []string {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/edges", port))
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var edges []struct {
+		ID      string   `json:"id"`
+		Sources []string `json:"sources"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&edges) != nil {
+		return nil
+	}
+	for _, e := range edges {
+		if e.ID == id {
+			return e.Sources
+		}
+	}
+	return nil
 }
 
 // checkInstalledFiles checks users, modes and owners of what the roles
