@@ -36,6 +36,15 @@ type Source interface {
 	Epoch() string
 }
 
+// StoreFullSource is what a Source may also implement to report, in the
+// heartbeat, how many events it refused because its store was full (the
+// edge cannot store an event about that, so the hub raises the alert).
+type StoreFullSource interface {
+	// StoreFullRefused is the number of events refused as store_full since
+	// the edge started.
+	StoreFullRefused() uint64
+}
+
 // Option changes how New builds a Bridge.
 type Option func(*Bridge)
 
@@ -141,6 +150,7 @@ type Heartbeat struct {
 	OldestAgeMs  int64     `json:"oldest_age_ms"` // age of the oldest of them, 0 when none
 	Forwarded    uint64    `json:"forwarded"`     // events confirmed by the hub since start
 	LinkSince    time.Time `json:"link_since"`    // when the current hub connection was made
+	StoreFull    uint64    `json:"store_full"`    // events refused since start because the edge store was full
 }
 
 // New checks cfg and the edge identity and returns a Bridge. When the link
@@ -465,5 +475,13 @@ func (b *Bridge) heartbeat() Heartbeat {
 		OldestAgeMs:  ls.OldestAgeMillis,
 		Forwarded:    ls.Forwarded,
 		LinkSince:    since,
+		StoreFull:    storeFull(b.src),
 	}
+}
+
+func storeFull(src Source) uint64 {
+	if s, ok := src.(StoreFullSource); ok {
+		return s.StoreFullRefused()
+	}
+	return 0
 }

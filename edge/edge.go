@@ -72,6 +72,7 @@ type Edge struct {
 	epoch        string
 
 	core       *datagramCore
+	keyring    atomic.Pointer[wire.Keyring] // udp.keys_file; replaced by ReloadKeys
 	replaySize atomic.Int64
 	udp        *net.UDPConn
 	adminSrv   *admin.Server
@@ -224,7 +225,8 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 		replay:        newReplayCache(e.cfg.UDP.TSWindow, maxReplayEntries),
 	}
 	if keys != nil {
-		e.core.keys = keys.Lookup
+		e.keyring.Store(&keys)
+		e.core.keys = e.lookupKey
 	}
 	if !e.skipNonceLoad {
 		if err := e.loadNonces(ctx); err != nil {

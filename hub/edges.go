@@ -31,6 +31,7 @@ type Heartbeat struct {
 	OldestAgeMS  int64     `json:"oldest_age_ms"` // age of the oldest of them
 	Forwarded    uint64    `json:"forwarded"`     // events forwarded since the edge started
 	LinkSince    time.Time `json:"link_since"`    // when the edge's current hub link came up
+	StoreFull    uint64    `json:"store_full"`    // events the edge refused since its start because its store was full
 }
 
 // edgeTracker follows edge connections (from the server's connect and

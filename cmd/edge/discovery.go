@@ -43,6 +43,13 @@ func init() {
 			node = n
 			env.BridgeOpts = append(env.BridgeOpts, bridge.WithHubAddrs(n.HubURLs))
 			env.Edge.SetDiscoveryStatus(func() any { return n.View() })
+			env.OnReload = append(env.OnReload, func() {
+				if err := n.ReloadKeys(); err != nil {
+					env.Logger.Error("gossip keys not reloaded", "component", "discovery", "err", err)
+					return
+				}
+				env.Logger.Info("gossip keys reloaded", "component", "discovery", "primary", n.Keyring().Primary)
+			})
 			return nil
 		},
 		Run: func(ctx context.Context, env *edgeEnv) error {

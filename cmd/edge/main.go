@@ -136,16 +136,23 @@ func runCmd(g *globals, stderr io.Writer) *cobra.Command {
 			if file == "" {
 				file = "(none: embedded defaults)"
 			}
+			// SIGHUP reloads keys; caught from the start so an early one
+			// (e.g. a reload by the service manager) never ends the edge.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			logger.Info("edge starting", "version", version.String(), "config", file, "id", cfg.ID, "data_dir", cfg.DataDir)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, logger)
+			return serve(ctx, cfg, logger, hup)
 		},
 	}
 }
 
-// serve runs the edge and its bridge until ctx ends.
-func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger) error {
+// serve runs the edge and its bridge until ctx ends. Each value on hup
+// reloads the hare keys (udp.keys_file) and what services registered in
+// edgeEnv.OnReload (the gossip keyring).
+func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger, hup <-chan os.Signal) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e, err := edge.New(cfg, logger, reg)
@@ -197,7 +204,14 @@ func serve(ctx context.Context, cfg edge.Config, logger *slog.Logger) error {
 	}
 
 	logger.Info("edge ready", "udp", e.UDPAddr(), "mqtt", e.MQTTAddr(), "admin", e.AdminAddr(), "epoch", e.Epoch())
-	<-ctx.Done()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			reload(e, env, logger)
+		}
+	}
 	logger.Info("edge stopping")
 	scancel()
 	swg.Wait()
@@ -279,6 +293,7 @@ func (s nopSource) EdgeID() string               { return s.id }
 func (nopSource) Epoch() string                  { return "check" }
 
 var (
-	_ bridge.Source = (*edge.Edge)(nil)
-	_ bridge.Source = nopSource{}
+	_ bridge.Source          = (*edge.Edge)(nil)
+	_ bridge.Source          = nopSource{}
+	_ bridge.StoreFullSource = (*edge.Edge)(nil)
 )

@@ -21,6 +21,26 @@ type edgeEnv struct {
 	BridgeOpts []bridge.Option
 	// Bridge is set after Prepare, before Run.
 	Bridge *bridge.Bridge
+	// OnReload are called on SIGHUP, after the hare keys are reloaded.
+	OnReload []func()
+}
+
+// reload is what SIGHUP does: read udp.keys_file again (a new host's key
+// needs no restart), then the services' reloads (discovery: the gossip key
+// files, for rotation without downtime). Failures keep what is in use and
+// are logged.
+func reload(e *edge.Edge, env *edgeEnv, logger *slog.Logger) {
+	logger.Info("SIGHUP: reloading keys")
+	if env.Cfg.UDP.KeysFile != "" {
+		if n, err := e.ReloadKeys(); err != nil {
+			logger.Error("udp.keys_file not reloaded", "err", err)
+		} else {
+			logger.Info("hare keys reloaded", "file", env.Cfg.UDP.KeysFile, "keys", n)
+		}
+	}
+	for _, f := range env.OnReload {
+		f()
+	}
 }
 
 // edgeService is one optional part of `edge run`. Services register

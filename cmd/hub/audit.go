@@ -66,7 +66,10 @@ func attachAudit(env *hubEnv) error {
 	h.AddNATSLogHook(aud.NATSLogHook)
 	h.SetLoginGuard(aud)
 	h.OnUnknownEdge(aud.UnknownEdge)
-	h.OnHeartbeat(func(hb hub.Heartbeat) { aud.EdgeVersion(hb.ID, hb.Version, "") })
+	h.OnHeartbeat(func(hb hub.Heartbeat) {
+		aud.EdgeVersion(hb.ID, hb.Version, "")
+		aud.EdgeStoreFull(hb.ID, hb.StoreFull)
+	})
 	h.Go("audit", func(ctx context.Context) error { return runHubAudit(ctx, h, aud, log) })
 	return nil
 }

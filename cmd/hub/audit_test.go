@@ -462,6 +462,25 @@ func TestHubAuditReal(t *testing.T) {
 		waitUntil(t, "old_version notification", func() bool { return len(ah.notified(string(audit.RuleOldVersion))) == 1 })
 	})
 
+	t.Run("edge store full", func(t *testing.T) {
+		// The edge cannot store an event about its full store; its
+		// heartbeat carries the count and the hub raises the alert.
+		nc, err := edgeConn(t, ah, "site-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		hb, _ := json.Marshal(hub.Heartbeat{ID: "site-a", Version: "0.5.0", Epoch: "e1", Started: time.Now(), StoreFull: 7})
+		if _, err := nc.Request(event.IngestSubject("site-a", hub.StatusSubjectRest), hb, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ev := ah.waitEvent(t, "edge_store_full alert", func(e audit.Event) bool { return e.Kind == audit.KindAlert && e.Rule == audit.RuleStoreFull })
+		if ev.Key != "site-a" || ev.Severity != audit.SeverityCritical {
+			t.Errorf("alert: %+v", ev)
+		}
+		ah.waitEvent(t, "store_full event", func(e audit.Event) bool { return e.Kind == audit.KindStoreFull && e.Edge == "site-a" && e.Count == 7 })
+	})
+
 	t.Run("metrics", func(t *testing.T) {
 		if v := gauge(t, ah.reg, "warren_audit_alerts_total", map[string]string{"rule": string(audit.RulePlain)}); v != 1 {
 			t.Errorf("alerts_total{plain_remote} = %v", v)

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/warren-mesh/warren/discovery"
@@ -68,7 +71,23 @@ func attachDiscovery(env *hubEnv) error {
 			return err
 		}
 		env.Logger.Info("discovery: advertising the hub", "component", "discovery", "gossip", n.LocalAddr(), "nats_urls", urls)
-		<-ctx.Done()
+		// SIGHUP reloads the gossip key files: install a new key as a second
+		// file, reload everywhere, make it the first, reload, remove the old.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				waiting = false
+			case <-hup:
+				if err := n.ReloadKeys(); err != nil {
+					env.Logger.Error("gossip keys not reloaded", "component", "discovery", "err", err)
+				} else {
+					env.Logger.Info("gossip keys reloaded", "component", "discovery", "primary", n.Keyring().Primary)
+				}
+			}
+		}
 		if err := n.Leave(2 * time.Second); err != nil && !errors.Is(err, discovery.ErrShutdown) {
 			env.Logger.Warn("leaving the gossip cluster", "component", "discovery", "err", err)
 		}

@@ -121,9 +121,19 @@ func newLogger(c hub.LogConfig, w io.Writer) *slog.Logger {
 func runCmd(g *globals, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
-		Short: "run the hub until SIGINT or SIGTERM",
+		Short: "run the hub until SIGINT or SIGTERM (SIGHUP reloads the notify section and the gossip keys)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP is caught from the start, so one that arrives before
+			// the services that reload on it are up never ends the hub; the
+			// services (notify, discovery) take their own copies.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+				}
+			}()
 			cfg, file, err := g.load()
 			if err != nil {
 				return err

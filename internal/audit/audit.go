@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -88,6 +89,7 @@ type Auditor struct {
 	vanished   map[uint64]*conn
 	lineRemote map[uint64]string
 	versions   map[string]string // last version per reporter, so repeated reports are not re-emitted
+	storeFull  map[string]uint64 // last store-full count per edge (EdgeStoreFull)
 	hooks      []func(Block)
 	att        *attachment
 	traffic    *trafficAcc
@@ -139,6 +141,7 @@ func New(cfg Config, o Options) (*Auditor, error) {
 		vanished:   map[uint64]*conn{},
 		lineRemote: map[uint64]string{},
 		versions:   map[string]string{},
+		storeFull:  map[string]uint64{},
 		traffic:    newTrafficAcc(),
 	}
 	for _, q := range cfg.Quiet {
@@ -277,6 +280,31 @@ func (a *Auditor) EdgeVersion(id, version, remote string) {
 	a.Report(Event{Kind: KindVersion, Edge: id, Lang: "edge", Version: version, Remote: remote})
 }
 
+// EdgeStoreFull reports an edge's count of events refused because its
+// store was full (cumulative since the edge started, from its heartbeat).
+// A count that grew gives a store_full event and an edge_store_full alert
+// (critical: the site is losing new events), at most one alert per edge
+// and cooldown; an unchanged count or zero gives nothing. The edge cannot
+// store this event itself, so the hub reports it.
+func (a *Auditor) EdgeStoreFull(id string, refused uint64) {
+	a.mu.Lock()
+	last, seen := a.storeFull[id]
+	if refused == last || (!seen && refused == 0) {
+		a.mu.Unlock()
+		return
+	}
+	if !seen {
+		room(a.storeFull, a.cfg.MaxTracked, func(uint64) bool { return false })
+	}
+	a.storeFull[id] = refused
+	a.mu.Unlock()
+	if refused < last || refused == 0 {
+		return // the edge restarted: its counter starts again
+	}
+	a.Report(Event{Kind: KindStoreFull, Edge: id, Count: int(min(refused-last, uint64(math.MaxInt32))),
+		Reason: fmt.Sprintf("%d events refused since the edge started", refused)})
+}
+
 // Blocked reports whether addr ("ip", "ip:port" or "[v6]:port") is
 // blocked by the brute-force rule. A custom authenticator can refuse such
 // connections before checking credentials.
@@ -389,6 +417,12 @@ func (a *Auditor) observe(ev Event) {
 			alerts = append(alerts, al)
 		} else {
 			suppress = true
+		}
+	case KindStoreFull:
+		msg := fmt.Sprintf("edge %s store full: refusing new events (%s)", ev.Edge, ev.Reason)
+		al, ok := a.rules.once(RuleStoreFull, SeverityCritical, ev.Edge, ev, now, msg)
+		if ok {
+			alerts = append(alerts, al)
 		}
 	case KindUnsigned:
 		ip := hostOf(ev.Remote)

@@ -22,6 +22,7 @@ const (
 	KindUnknown    Kind = "unknown_edge"         // an edge identity the hub does not know
 	KindUnsigned   Kind = "unsigned_datagram"    // an unsigned hare datagram where signed ones are required
 	KindVersion    Kind = "version"              // a software version was reported (edge, broker)
+	KindStoreFull  Kind = "store_full"           // an edge refused events because its store is full
 	KindTraffic    Kind = "traffic"              // periodic per-client and per-topic message counts
 	KindUnblock    Kind = "unblock"              // a temporary block was lifted
 	KindAlert      Kind = "alert"                // a rule fired; Rule says which
@@ -29,7 +30,7 @@ const (
 
 // Kinds lists every kind, for validation and documentation.
 var Kinds = []Kind{KindConnect, KindDisconnect, KindAuthFail, KindPermission, KindTakeover,
-	KindTLSFailure, KindUnknown, KindUnsigned, KindVersion, KindTraffic, KindUnblock, KindAlert}
+	KindTLSFailure, KindUnknown, KindUnsigned, KindVersion, KindStoreFull, KindTraffic, KindUnblock, KindAlert}
 
 // Rule names an alert rule.
 type Rule string
@@ -42,10 +43,11 @@ const (
 	RuleBruteUser  Rule = "brute_force_user"  // too many failed logins for one user
 	RuleUnknown    Rule = "unknown_edge"      // an unknown edge identity tried to connect
 	RuleUnsigned   Rule = "unsigned_datagram" // unsigned hare datagrams where signed ones are required
+	RuleStoreFull  Rule = "edge_store_full"   // an edge refuses new events: its store is full
 )
 
 // Rules lists every rule.
-var Rules = []Rule{RulePlain, RuleOldVersion, RuleBruteAddr, RuleBruteUser, RuleUnknown, RuleUnsigned}
+var Rules = []Rule{RulePlain, RuleOldVersion, RuleBruteAddr, RuleBruteUser, RuleUnknown, RuleUnsigned, RuleStoreFull}
 
 // Severities of alerts.
 const (

@@ -328,3 +328,46 @@ func TestAuditorOwnerReports(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditorEdgeStoreFull: an edge's growing store-full count gives one
+// store_full event per growth and one critical alert per edge and
+// cooldown; zero, an unchanged count and a restarted edge give none.
+func TestAuditorEdgeStoreFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &memSink{}
+		a, err := New(DefaultConfig(), Options{Sink: sink})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- a.Run(ctx) }()
+		a.EdgeStoreFull("e1", 0) // nothing refused
+		a.EdgeStoreFull("e1", 5)
+		a.EdgeStoreFull("e1", 5) // heartbeat again, nothing new
+		a.EdgeStoreFull("e1", 9) // more refused, within the cooldown
+		a.EdgeStoreFull("e2", 1)
+		a.EdgeStoreFull("e1", 2) // e1 restarted: counts again from 0
+		synctest.Wait()
+		time.Sleep(16 * time.Minute)
+		a.EdgeStoreFull("e1", 3)
+		synctest.Wait()
+		cancel()
+		<-done
+		alerts := map[string]int{}
+		for _, e := range sink.all() {
+			if e.Kind == KindAlert && e.Rule == RuleStoreFull {
+				if e.Severity != SeverityCritical {
+					t.Errorf("alert severity %q", e.Severity)
+				}
+				alerts[e.Key]++
+			}
+		}
+		if alerts["e1"] != 2 || alerts["e2"] != 1 {
+			t.Errorf("store-full alerts %v, want e1 2 (then again after the cooldown), e2 1", alerts)
+		}
+		if n := sink.count(func(e Event) bool { return e.Kind == KindStoreFull }); n != 4 {
+			t.Errorf("%d store_full events, want 4 (e1 5, e1 9, e2 1, e1 3)", n)
+		}
+	})
+}
