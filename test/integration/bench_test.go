@@ -209,14 +209,24 @@ func BenchmarkHareToHubLatency(b *testing.B) {
 // every one confirmed: from the hub answering /healthz, and from the
 // moment the edge reports its link up (the rest is the bridge's reconnect
 // backoff). It then checks the hub stream (exactly once, in order).
+//
+// Three hubs: the defaults (each of the 100k logins also becomes a
+// notification, competing for the same two cores); notifications off; and
+// bare (no notifier, dashboard or audit: the forwarding path alone).
 func BenchmarkBacklogDrain100k(b *testing.B) {
+	b.Run("notifier-default", func(b *testing.B) { backlogDrain(b, "") })
+	b.Run("notifier-off", func(b *testing.B) { backlogDrain(b, "notify: {routes: []}\n") })
+	b.Run("bare", func(b *testing.B) { backlogDrain(b, "notify: {routes: []}\ndashboard: {enabled: false}\naudit: {enabled: false}\n") })
+}
+
+func backlogDrain(b *testing.B, hubExtra string) {
 	const backlog = 100000
 	var fromReady, fromLink time.Duration
 	var backlogRSS int64
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
 		root := testDir(b)
-		hub := newHub(b, root, hubOptions{}, "drain")
+		hub := newHub(b, root, hubOptions{extra: hubExtra}, "drain")
 		e := newEdge(b, root, edgeOptions{id: "drain", hub: hub})
 		e.StartReady()
 		accepted := ledger{}
