@@ -39,6 +39,14 @@ type outboxRecord struct {
 	Fields       map[string]any `json:"fields,omitempty"`
 	Time         time.Time      `json:"time"`
 	FailoverFrom string         `json:"failover_from,omitempty"`
+	// First says the event was on its first delivery to the notifier when
+	// this record was queued. A worker that then gets the record on its
+	// first delivery knows it was never sent (any earlier copy would need
+	// an earlier delivery of the event or of the record) and skips the
+	// idempotency lookup, a round trip per notification. Every other case
+	// (a redelivered event or record, failover, silence and link alerts)
+	// looks the record up before sending.
+	First bool `json:"first,omitempty"`
 }
 
 // maxRecord keeps outbox messages under the default 1 MiB NATS payload.
@@ -83,7 +91,7 @@ func (r *outboxRecord) message() *target.Message {
 
 func recordOf(p planned) *outboxRecord {
 	m := p.msg
-	return &outboxRecord{ID: m.ID, EventID: p.eventID, Route: p.route, Target: p.target, Topic: m.Topic, Edge: m.Edge, Title: m.Title, Body: m.Body, Priority: m.Priority, Payload: m.Payload, Fields: m.Fields, Time: m.Time}
+	return &outboxRecord{ID: m.ID, EventID: p.eventID, Route: p.route, Target: p.target, Topic: m.Topic, Edge: m.Edge, Title: m.Title, Body: m.Body, Priority: m.Priority, Payload: m.Payload, Fields: m.Fields, Time: m.Time, First: p.first}
 }
 
 func (e *Engine) outboxMsg(p planned) (*nats.Msg, error) {
@@ -144,6 +152,7 @@ func parseEvent(msg jetstream.Msg) (*Event, error) {
 	}
 	ev := NewEvent(id, topic, edge, h.Get(event.HdrSource), msg.Data(), received)
 	ev.redelivered = meta.NumDelivered > 1
+	ev.fromStream = true
 	return ev, nil
 }
 

@@ -81,6 +81,10 @@ type planned struct {
 	route   string
 	target  string
 	msg     *target.Message
+	// first: the event comes from the stream and this is its first
+	// delivery to the notifier, so no notification of it can have been
+	// sent before (see outboxRecord.First).
+	first bool
 }
 
 // planOpts controls one planning pass.
@@ -269,7 +273,7 @@ func (c *compiled) planSpec(out []planned, ev *Event, data map[string]any, route
 			Fields:   data,
 			Time:     ev.Received,
 		}
-		out = append(out, planned{eventID: ev.ID, route: routeName, target: t, msg: m})
+		out = append(out, planned{eventID: ev.ID, route: routeName, target: t, msg: m, first: ev.fromStream && !ev.redelivered})
 		if rep != nil {
 			rep.Deliveries = append(rep.Deliveries, DeliveryReport{
 				Route: routeName, Target: t, Type: c.targets[t].Type, ID: m.ID,

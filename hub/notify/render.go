@@ -31,6 +31,7 @@ type Event struct {
 
 	doc         map[string]any // the payload as a JSON object, or nil
 	redelivered bool           // the hub delivered this event before
+	fromStream  bool           // read from the hub's stream (not a silence or link alert)
 }
 
 // NewEvent builds an Event and decodes its payload.

@@ -343,6 +343,9 @@ func (r *runner) checkSent(ctx context.Context, items []*item) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for _, it := range items {
+		if it.rec.First && it.rec.FailoverFrom == "" && it.meta != nil && it.meta.NumDelivered == 1 {
+			continue // never sent: see outboxRecord.First
+		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -439,6 +442,7 @@ func (r *runner) deadLetter(ctx context.Context, it *item, reason string) {
 			rec.ID = msgID(rec.EventID, rec.Route, fo)
 			rec.Target = fo
 			rec.FailoverFrom = r.name
+			rec.First = false
 			b, err := encodeRecord(&rec)
 			if err == nil {
 				fm := nats.NewMsg(e.delivery.OutboxPrefix + "." + fo)
