@@ -28,7 +28,7 @@ func BenchmarkIngest(b *testing.B) {
 				pipes[i] = newPipeline(b, th.connectEdge(b, id), id, 512)
 			}
 			payload := []byte(harePayload)
-						total := b.N * ingestWork
+			total := b.N * ingestWork
 			b.ResetTimer()
 			start := time.Now()
 			done := make(chan struct{}, edges)
