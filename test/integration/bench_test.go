@@ -216,7 +216,9 @@ func BenchmarkHareToHubLatency(b *testing.B) {
 func BenchmarkBacklogDrain100k(b *testing.B) {
 	b.Run("notifier-default", func(b *testing.B) { backlogDrain(b, "") })
 	b.Run("notifier-off", func(b *testing.B) { backlogDrain(b, "notify: {routes: []}\n") })
-	b.Run("bare", func(b *testing.B) { backlogDrain(b, "notify: {routes: []}\ndashboard: {enabled: false}\naudit: {enabled: false}\n") })
+	b.Run("bare", func(b *testing.B) {
+		backlogDrain(b, "notify: {routes: []}\ndashboard: {enabled: false}\naudit: {enabled: false}\n")
+	})
 }
 
 func backlogDrain(b *testing.B, hubExtra string) {
