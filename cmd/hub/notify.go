@@ -46,7 +46,7 @@ const (
 // defaultNotify is the notifier configuration used when there is none:
 // every hare login as a log line (and, with no config file at all, as a
 // line of data_dir/notifications.log), and "site offline" alerts as log
-// lines, plus the audit's security alerts (warren/audit/alert) to the
+// lines, plus the audit's security alerts (warren/audit/alert/#) to the
 // same targets as logins. Other events (e.g. the audit's connect events,
 // one per connection) are not notified: a catch-all would flood the log.
 func defaultNotify(dataDir string, withFile bool) map[string]any {
@@ -73,7 +73,7 @@ func defaultNotify(dataDir string, withFile bool) map[string]any {
 			// hub; the audit already rate-limits them per key.
 			map[string]any{
 				"name":     "audit-alerts",
-				"match":    map[string]any{"topic": []any{"warren/audit/alert"}},
+				"match":    map[string]any{"topic": []any{"warren/audit/alert/#"}},
 				"targets":  loginTargets,
 				"title":    defaultAlertTitle,
 				"format":   defaultAlertFormat,
