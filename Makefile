@@ -30,8 +30,8 @@ build-cross: ## cross-build for linux and freebsd (amd64) into bin/<os>-<arch>/
 	  $(MAKE) --no-print-directory build GOOS=$$os GOARCH=amd64 BIN=$(BIN)/$$os-amd64; \
 	done
 
-test: ## everything: unit, integration, fuzz seed corpora, browser and Ansible tests
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: ## everything: unit, integration, fuzz seed corpora, browser and Ansible tests (screenshots in test/artifacts/)
+	WARREN_ARTIFACTS="$${WARREN_ARTIFACTS:-$(CURDIR)/test/artifacts}" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-short: ## unit tests only (skips real-process integration tests)
 	$(GO) test -count=1 -short ./...
