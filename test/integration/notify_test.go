@@ -176,11 +176,14 @@ func TestNotifierExactlyOnceAcrossHubKill(t *testing.T) {
 	time.Sleep(time.Second) // let a duplicate show up if there is one
 	mu.Lock()
 	defer mu.Unlock()
-	// The idempotency record is written right after a target reports
-	// success, so a SIGKILL can fall between the two for the notification
-	// each worker (one here) is sending: that one is sent again after the
-	// restart, with the same Idempotency-Key, which a receiver honouring
-	// the header applies once. Anything else sent twice is a bug.
+	// The idempotency record is published right after a target reports
+	// success (asynchronously; the batch waits for the records before its
+	// acks), so a SIGKILL can fall between a send and its stored record for
+	// the notification the worker (one here) is sending, and in theory for
+	// one or two just before it whose records were still on their way
+	// (microseconds, against 5 ms per send here). Those are sent again after
+	// the restart with the same Idempotency-Key, which a receiver honouring
+	// the header applies once. More than that is a bug.
 	resent := 0
 	for _, id := range ids("user", n) {
 		c := count[id]
@@ -197,8 +200,8 @@ func TestNotifierExactlyOnceAcrossHubKill(t *testing.T) {
 			}
 		}
 	}
-	if resent > 1 {
-		t.Errorf("%d notifications were sent twice; at most the one in flight at the kill may be", resent)
+	if resent > 3 {
+		t.Errorf("%d notifications were sent twice; only the ones in flight at the kill may be", resent)
 	}
 	t.Logf("%d notification(s) resent after the kill, each with its original Idempotency-Key", resent)
 }
