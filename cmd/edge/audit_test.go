@@ -23,6 +23,7 @@ import (
 	"github.com/warren-mesh/warren/hub"
 	"github.com/warren-mesh/warren/hub/pki"
 	"github.com/warren-mesh/warren/internal/audit"
+	"github.com/warren-mesh/warren/internal/audit/audittest"
 	"github.com/warren-mesh/warren/internal/event"
 )
 
@@ -131,6 +132,20 @@ func connNames(e *edge.Edge) string {
 
 // events reads the audit events stored in the EDGE stream, checking the
 // stored subject and headers the bridge forwards.
+func (ae *auditEdge) wait(t *testing.T, what string, f func(audit.Event) bool) audit.Event {
+	t.Helper()
+	return audittest.Wait(t, what, func() []audit.Event { return ae.events(t) }, f)
+}
+
+func (ae *auditEdge) count(t *testing.T, f func(audit.Event) bool) int {
+	return audittest.Count(ae.events(t), f)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	audittest.WaitUntil(t, what, cond)
+}
+
 func (ae *auditEdge) events(t *testing.T) []audit.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -160,52 +175,6 @@ func (ae *auditEdge) events(t *testing.T) []audit.Event {
 		out = append(out, ev)
 	}
 	return out
-}
-
-func (ae *auditEdge) wait(t *testing.T, what string, f func(audit.Event) bool) audit.Event {
-	t.Helper()
-	var found audit.Event
-	waitUntil(t, what, func() bool {
-		for _, e := range ae.events(t) {
-			if f(e) {
-				found = e
-				return true
-			}
-		}
-		return false
-	})
-	return found
-}
-
-func (ae *auditEdge) count(t *testing.T, f func(audit.Event) bool) int {
-	n := 0
-	for _, e := range ae.events(t) {
-		if f(e) {
-			n++
-		}
-	}
-	return n
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
-func canBind(ip string) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
 }
 
 func mqttLogin(t *testing.T, addr, src, id, user, pass string) (mqtt.Client, error) {
@@ -238,7 +207,7 @@ func TestEdgeAuditReal(t *testing.T) {
 		t.Skip("runs an edge")
 	}
 	for _, ip := range []string{"127.0.0.2", "127.0.0.3"} {
-		if !canBind(ip) {
+		if !audittest.CanBind(ip) {
 			t.Skipf("cannot bind %s here", ip)
 		}
 	}

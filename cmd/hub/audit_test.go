@@ -28,6 +28,7 @@ import (
 	"github.com/warren-mesh/warren/hub/dashboard/dashtest"
 	"github.com/warren-mesh/warren/hub/pki"
 	"github.com/warren-mesh/warren/internal/audit"
+	"github.com/warren-mesh/warren/internal/audit/audittest"
 	"github.com/warren-mesh/warren/internal/event"
 )
 
@@ -202,27 +203,16 @@ func mustSubject(t *testing.T, topic string) string {
 // waitEvent polls the stream for an audit event matching f.
 func (ah *auditHub) waitEvent(t *testing.T, what string, f func(audit.Event) bool) audit.Event {
 	t.Helper()
-	var found audit.Event
-	waitUntil(t, what, func() bool {
-		for _, e := range ah.auditEvents(t) {
-			if f(e) {
-				found = e
-				return true
-			}
-		}
-		return false
-	})
-	return found
+	return audittest.Wait(t, what, func() []audit.Event { return ah.auditEvents(t) }, f)
 }
 
 func (ah *auditHub) count(t *testing.T, f func(audit.Event) bool) int {
-	n := 0
-	for _, e := range ah.auditEvents(t) {
-		if f(e) {
-			n++
-		}
-	}
-	return n
+	return audittest.Count(ah.auditEvents(t), f)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	audittest.WaitUntil(t, what, cond)
 }
 
 // notified returns the lines of the notifier's alert file that mention s.
@@ -237,31 +227,10 @@ func (ah *auditHub) notified(s string) []string {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
-func canBindIP(ip string) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
-
 func needIPs(t *testing.T, ips ...string) {
 	t.Helper()
 	for _, ip := range ips {
-		if !canBindIP(ip) {
+		if !audittest.CanBind(ip) {
 			t.Skipf("cannot bind %s here: the loopback /8 is not routed to lo", ip)
 		}
 	}
