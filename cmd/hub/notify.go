@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -173,6 +175,7 @@ func attachNotify(env *hubEnv) error {
 	// timestamps of the first events.
 	s := &notifyService{env: env, hubCfg: env.Cfg, cfg: nc, started: time.Now().Add(-time.Second)}
 	env.Hub.OnEdgeLink(s.edgeLink)
+	env.Hub.HandleAdmin("GET /notify", http.HandlerFunc(s.serveStatus))
 	env.Hub.Go("notify", s.run)
 	env.Logger.Info("notifier configured", "targets", len(nc.Targets), "routes", len(nc.Routes), "from", origin)
 	return nil
@@ -237,6 +240,24 @@ func (s *notifyService) run(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// serveStatus answers GET /notify with the engine's Status (503 until the
+// engine runs).
+func (s *notifyService) serveStatus(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	e := s.engine
+	s.mu.Unlock()
+	if e == nil {
+		http.Error(w, "the notifier is not running yet", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(e.Status(ctx))
 }
 
 // reloadDebounce collects the burst of events one save makes (editors
@@ -364,8 +385,56 @@ func notifyCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "notify",
 		Short: "try, check and import notifier configurations",
 	}
-	cmd.AddCommand(notifyTestCmd(g, stdout, stderr), notifyCheckCmd(g, stdout), notifyImportCmd(stdout, stderr))
+	cmd.AddCommand(notifyTestCmd(g, stdout, stderr), notifyCheckCmd(g, stdout), notifyImportCmd(stdout, stderr), notifyStatusCmd(g, stdout))
 	return cmd
+}
+
+// notifyStatusCmd prints the running notifier's queues (GET /notify).
+func notifyStatusCmd(g *globals, stdout io.Writer) *cobra.Command {
+	var asJSON bool
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "show the running notifier's queues: events waiting, per target queued, in flight, paused, dead letters",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := fetch(g, "/notify", wait)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := stdout.Write(raw)
+				return err
+			}
+			var st notify.Status
+			if err := json.Unmarshal(raw, &st); err != nil {
+				return fmt.Errorf("notify status: %w", err)
+			}
+			printNotifyStatus(stdout, st)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	c.Flags().DurationVar(&wait, "wait", 0, "retry this long while the hub is not answering yet")
+	return c
+}
+
+func printNotifyStatus(w io.Writer, st notify.Status) {
+	fmt.Fprintf(w, "notifier  consumer %s  events waiting %d, in flight %d  dead letters %d\n",
+		st.Consumer, st.EventsPending, st.EventsInFlight, st.DeadLetters)
+	if st.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", st.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TARGET\tTYPE\tQUEUED\tIN FLIGHT\tREDELIVERED\tDEAD\tPAUSED UNTIL")
+	for _, t := range st.Targets {
+		paused := "-"
+		if t.PausedUntil != nil {
+			paused = t.PausedUntil.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Name, t.Type, t.Queued, t.InFlight, t.Redelivered, t.DeadLetters, paused)
+	}
+	tw.Flush()
 }
 
 func notifyTestCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-mesh/warren/hub"
+	"github.com/warren-mesh/warren/hub/notify"
 	"github.com/warren-mesh/warren/hub/pki"
 	"github.com/warren-mesh/warren/internal/event"
 )
@@ -191,6 +194,26 @@ func TestNotifyInHub(t *testing.T) {
 	}
 	if !strings.Contains(nh.logs.String(), `msg="notifier configured" targets=1 routes=1 from="notify section"`) {
 		t.Errorf("no start-up line in the log")
+	}
+
+	// `hub notify status` reads the running notifier's queues.
+	var st notify.Status
+	waitNotify(t, "notify status: nothing waiting", func() bool {
+		var out, errb strings.Builder
+		if code := run([]string{"notify", "status", "--json", "--config", file}, &out, &errb); code != 0 {
+			t.Fatalf("hub notify status --json: exit %d: %s", code, errb.String())
+		}
+		if err := json.Unmarshal([]byte(out.String()), &st); err != nil {
+			t.Fatalf("notify status JSON: %v\n%s", err, out.String())
+		}
+		return st.EventsPending == 0 && st.EventsInFlight == 0 && len(st.Targets) == 1 && st.Targets[0].Queued == 0 && st.Targets[0].InFlight == 0
+	})
+	if tg := st.Targets[0]; tg.Name != "logins" || tg.Type != "file" || tg.DeadLetters != 0 || st.Consumer != "notify" || st.Error != "" {
+		t.Errorf("notify status: %+v", st)
+	}
+	var text, errb strings.Builder
+	if code := run([]string{"notify", "status", "--config", file}, &text, &errb); code != 0 || !regexp.MustCompile(`(?m)^  logins\s+file\s+0\s+0\s+0\s+0\s+-$`).MatchString(text.String()) {
+		t.Errorf("hub notify status: exit %d\n%s%s", code, text.String(), errb.String())
 	}
 
 	// The hub's edge link events reach the notifier: a real edge connects

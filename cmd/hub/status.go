@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warren-mesh/warren/hub"
+	"github.com/warren-mesh/warren/hub/notify"
 	"github.com/warren-mesh/warren/internal/admin"
 )
 
@@ -63,6 +64,19 @@ func statusCmd(g *globals, stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("status: %w", err)
 			}
 			printStatus(stdout, st, time.Now())
+			// The notifier's queues, when it runs (hub notify status has
+			// the per-target table).
+			if raw, err := fetch(g, "/notify", 0); err == nil {
+				var ns notify.Status
+				if json.Unmarshal(raw, &ns) == nil {
+					var queued uint64
+					for _, t := range ns.Targets {
+						queued += t.Queued + uint64(t.InFlight)
+					}
+					fmt.Fprintf(stdout, "\nnotifier: %d events waiting, %d notifications queued for %d targets, %d dead letters (hub notify status)\n",
+						ns.EventsPending+uint64(ns.EventsInFlight), queued, len(ns.Targets), ns.DeadLetters)
+				}
+			}
 			return nil
 		},
 	}
