@@ -307,7 +307,10 @@ func (h *testHub) start(tb testing.TB, port int) {
 		TLSMap:          true,
 		TLSConfig:       tlsCfg,
 		TLSTimeout:      5,
-		Users:           users,
+		// Only the ingest user until the ingest subscribes (as the real
+		// hub refuses edges until then): an edge publishing into no
+		// responders could otherwise get a later event stored first.
+		Users: users[:1],
 	}
 	s, err := natsembed.Start(opts, quietLogger(), 10*time.Second)
 	if err != nil {
@@ -344,6 +347,11 @@ func (h *testHub) start(tb testing.TB, port int) {
 	}
 	if err := nc.Flush(); err != nil {
 		tb.Fatal(err)
+	}
+	open := opts.Clone()
+	open.Users = users
+	if err := s.ReloadOptions(open); err != nil {
+		tb.Fatalf("open the test hub to edges: %v", err)
 	}
 }
 

@@ -61,6 +61,7 @@ const (
 	reasonNotLoopback = "not-loopback"
 	reasonInternal    = "bad-internal-login"
 	reasonBlocked     = "blocked"
+	reasonStarting    = "hub-starting"
 )
 
 // Subjects no MQTT client and no republished event may publish to: the
@@ -182,6 +183,11 @@ type authenticator struct {
 	accts atomic.Pointer[accounts]
 	proxy atomic.Pointer[mqttproxy.Proxy]
 	guard atomic.Pointer[LoginGuard]
+	// edgesOpen is set once the ingest subscribes and cleared when it
+	// stops: an edge that logged in earlier would publish into no
+	// responders, and a later event of its pipeline could then be stored
+	// before the refused one once the ingest is up.
+	edgesOpen atomic.Bool
 
 	mu    sync.Mutex
 	conns map[uint64]authInfo // by nats connection id, while connected
@@ -294,6 +300,14 @@ func (a *authenticator) internal(c server.ClientAuthentication, ac *accounts) bo
 func (a *authenticator) edge(c server.ClientAuthentication, st *tls.ConnectionState, remote string, ac *accounts) bool {
 	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
 		return a.refuse("nats", remote, "no-client-certificate", "no verified client certificate")
+	}
+	if !a.edgesOpen.Load() {
+		// Benign and short (the edge retries within a second): counted,
+		// logged at debug only.
+		a.h.m.refused.WithLabelValues("nats", reasonStarting).Inc()
+		a.h.log.Debug("refused connection", "listener", "nats", "remote", remote, "reason", reasonStarting,
+			"detail", "the ingest is not subscribed yet (hub starting or stopping)")
+		return false
 	}
 	leaf := st.PeerCertificates[0]
 	id, err := pki.EdgeIDFromCert(leaf)

@@ -374,6 +374,10 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		return err
 	}
 	closers = append(closers, ing.stop)
+	// Edges may log in from now on (see authenticator.edgesOpen); closers
+	// run in reverse, so they are shut out before the ingest stops.
+	h.auth.edgesOpen.Store(true)
+	closers = append(closers, func() { h.auth.edgesOpen.Store(false) })
 
 	h.mu.Lock()
 	h.srv, h.nc, h.js, h.ingest = s, nc, js, ing
