@@ -14,6 +14,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -188,6 +189,8 @@ type authenticator struct {
 	// responders, and a later event of its pipeline could then be stored
 	// before the refused one once the ingest is up.
 	edgesOpen atomic.Bool
+	opened    chan struct{} // closed by openEdges
+	openOnce  sync.Once
 
 	mu    sync.Mutex
 	conns map[uint64]authInfo // by nats connection id, while connected
@@ -203,7 +206,7 @@ type authInfo struct {
 }
 
 func newAuthenticator(h *Hub) *authenticator {
-	return &authenticator{h: h, conns: map[uint64]authInfo{}}
+	return &authenticator{h: h, conns: map[uint64]authInfo{}, opened: make(chan struct{})}
 }
 
 func (a *authenticator) bind(s *server.Server) error {
@@ -260,6 +263,33 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	return a.mqtt(c, remote, ac)
 }
 
+// edgeLoginWait is how long an edge's login waits for the ingest while the
+// hub starts (the gap is tens of milliseconds), so the usual case is a
+// slower login, not a refusal the audit would count as a failed one. It
+// stays below nats-server's authentication timeout.
+const edgeLoginWait = time.Second
+
+// openEdges lets edges in (the ingest has subscribed) and releases the
+// logins waiting for it.
+func (a *authenticator) openEdges() {
+	a.edgesOpen.Store(true)
+	a.openOnce.Do(func() { close(a.opened) })
+}
+
+// waitEdgesOpen waits up to d for openEdges; nil when edges may log in.
+func (a *authenticator) waitEdgesOpen(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.opened:
+	case <-t.C:
+	}
+	if !a.edgesOpen.Load() {
+		return errors.New("the ingest is not subscribed")
+	}
+	return nil
+}
+
 func (a *authenticator) refuse(listener, remote, reason, detail string, attrs ...any) bool {
 	a.h.m.refused.WithLabelValues(listener, reason).Inc()
 	args := append([]any{"listener", listener, "remote", remote, "reason", reason, "detail", detail}, attrs...)
@@ -301,7 +331,7 @@ func (a *authenticator) edge(c server.ClientAuthentication, st *tls.ConnectionSt
 	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
 		return a.refuse("nats", remote, "no-client-certificate", "no verified client certificate")
 	}
-	if !a.edgesOpen.Load() {
+	if !a.edgesOpen.Load() && a.waitEdgesOpen(edgeLoginWait) != nil {
 		// Benign and short (the edge retries within a second): counted,
 		// logged at debug only.
 		a.h.m.refused.WithLabelValues("nats", reasonStarting).Inc()

@@ -376,7 +376,7 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 	closers = append(closers, ing.stop)
 	// Edges may log in from now on (see authenticator.edgesOpen); closers
 	// run in reverse, so they are shut out before the ingest stops.
-	h.auth.edgesOpen.Store(true)
+	h.auth.openEdges()
 	closers = append(closers, func() { h.auth.edgesOpen.Store(false) })
 
 	h.mu.Lock()
