@@ -25,6 +25,7 @@ import (
 	"github.com/warren-mesh/warren/internal/audit"
 	"github.com/warren-mesh/warren/internal/audit/audittest"
 	"github.com/warren-mesh/warren/internal/event"
+	"github.com/warren-mesh/warren/internal/promtest"
 )
 
 type syncBuf struct {
@@ -366,37 +367,7 @@ func TestEdgeFollowsMosquitto(t *testing.T) {
 
 func gaugeOf(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == k && l.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return promtest.Sum(t, reg, name, want)
 }
 
 // TestEdgeAuditReachesHub: an edge's audit alert travels the way every

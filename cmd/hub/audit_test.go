@@ -30,6 +30,7 @@ import (
 	"github.com/warren-mesh/warren/internal/audit"
 	"github.com/warren-mesh/warren/internal/audit/audittest"
 	"github.com/warren-mesh/warren/internal/event"
+	"github.com/warren-mesh/warren/internal/promtest"
 )
 
 // auditHub is a hub started the way `hub run` starts it: hub.New, every
@@ -560,35 +561,7 @@ func TestHubBruteForceReal(t *testing.T) {
 // gauge sums the samples of name whose labels include want.
 func gauge(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return promtest.Sum(t, reg, name, want)
 }
 
 // TestDashboardOnRunningHub loads the dashboard from a running hub's
