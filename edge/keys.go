@@ -5,11 +5,6 @@ import (
 	"fmt"
 )
 
-// StoreFullRefused is the number of events refused since start because the
-// store was full (bridge.StoreFullSource: the bridge reports it in its
-// heartbeat and the hub raises the audit alert the edge cannot store).
-func (e *Edge) StoreFullRefused() uint64 { return e.counters.rejected[ReasonStoreFull].Load() }
-
 // lookupKey finds a hare key in the current keyring (see ReloadKeys).
 func (e *Edge) lookupKey(id string) ([]byte, bool) {
 	kr := e.keyring.Load()

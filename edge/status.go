@@ -75,6 +75,11 @@ type HubNotConfigured struct {
 	State string `json:"state"`
 }
 
+// StoreFullRefused is the number of events refused since start because the
+// store was full (bridge.StoreFullSource: the bridge reports it in its
+// heartbeat and the hub raises the audit alert the edge cannot store).
+func (e *Edge) StoreFullRefused() uint64 { return e.counters.rejected[ReasonStoreFull].Load() }
+
 // Status collects the edge's state. It reads the stream's state from
 // JetStream (bounded to 2 s); a failure shows in Stream.Error.
 func (e *Edge) Status() Status {

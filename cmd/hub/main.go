@@ -129,11 +129,11 @@ func runCmd(g *globals, stderr io.Writer) *cobra.Command {
 			// services (notify, discovery) take their own copies.
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
 			go func() {
 				for range hup {
 				}
 			}()
+			defer func() { signal.Stop(hup); close(hup) }() // no send after Stop
 			cfg, file, err := g.load()
 			if err != nil {
 				return err
