@@ -40,12 +40,15 @@ type outboxRecord struct {
 	Time         time.Time      `json:"time"`
 	FailoverFrom string         `json:"failover_from,omitempty"`
 	// First says the event was on its first delivery to the notifier when
-	// this record was queued. A worker that then gets the record on its
-	// first delivery knows it was never sent (any earlier copy would need
-	// an earlier delivery of the event or of the record) and skips the
-	// idempotency lookup, a round trip per notification. Every other case
-	// (a redelivered event or record, failover, silence and link alerts)
-	// looks the record up before sending.
+	// this record was queued, and stored after this hub process started.
+	// A worker that then gets the record on its first delivery, stored
+	// after the process started too, knows it was never sent (any earlier
+	// copy would need an earlier delivery of the event or of the record)
+	// and skips the idempotency lookup, a round trip per notification.
+	// Every other case (a redelivered event or record, anything stored
+	// before a restart, failover, silence and link alerts) looks the
+	// record up before sending: the delivery counts of a killed server
+	// can lag what it delivered (see Engine.eventFloor).
 	First bool `json:"first,omitempty"`
 }
 
@@ -125,7 +128,7 @@ func (e *Engine) enqueueSync(ctx context.Context, p planned) error {
 // parseEvent reads a hub stream message. The subject is authoritative for
 // the edge and the topic (an edge can only publish under its own id); the
 // headers fill in what the subject cannot say.
-func parseEvent(msg jetstream.Msg) (*Event, error) {
+func parseEvent(msg jetstream.Msg, floor uint64) (*Event, error) {
 	h := msg.Headers()
 	var edge, topic string
 	if id, rest, err := event.SplitHub(msg.Subject()); err == nil {
@@ -151,7 +154,7 @@ func parseEvent(msg jetstream.Msg) (*Event, error) {
 		}
 	}
 	ev := NewEvent(id, topic, edge, h.Get(event.HdrSource), msg.Data(), received)
-	ev.redelivered = meta.NumDelivered > 1
+	ev.redelivered = meta.NumDelivered > 1 || meta.Sequence.Stream <= floor
 	ev.fromStream = true
 	return ev, nil
 }
@@ -241,7 +244,7 @@ func (e *Engine) consume(ctx context.Context, cons jetstream.Consumer) error {
 // handleEvent plans one event and starts writing its notifications.
 func (e *Engine) handleEvent(ctx context.Context, m jetstream.Msg) *pendingEvent {
 	pe := &pendingEvent{msg: m}
-	ev, err := parseEvent(m)
+	ev, err := parseEvent(m, e.eventFloor.Load())
 	if err != nil {
 		e.met.events.WithLabelValues("invalid").Inc()
 		e.log.Warn("dropping malformed event", "subject", m.Subject(), "err", err)

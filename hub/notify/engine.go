@@ -86,6 +86,15 @@ type Engine struct {
 	alerts  chan alert // link alerts waiting for the ticker
 	kv      jetstream.KeyValue
 
+	// eventFloor and outboxFloor are the last sequences of the event
+	// stream and of the outbox when this engine set up its consumers. A
+	// message at or below its floor may have been delivered by an earlier
+	// hub process: after a SIGKILL the server's consumer state (delivery
+	// counts, acks) can lag what was really delivered, so a NumDelivered
+	// of 1 proves "never sent" only for messages stored after the floor.
+	eventFloor  atomic.Uint64
+	outboxFloor atomic.Uint64
+
 	// emit sends synthetic alerts (sendAlerts; tests replace it).
 	emit func(ctx context.Context, alerts []alert)
 
@@ -388,10 +397,12 @@ func (e *Engine) setup(ctx context.Context) (jetstream.Consumer, error) {
 	d := e.delivery
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := e.js.Stream(sctx, d.Stream); err != nil {
+	evs, err := e.js.Stream(sctx, d.Stream)
+	if err != nil {
 		return nil, fmt.Errorf("notify: event stream %s: %w", d.Stream, err)
 	}
-	_, err := e.js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
+	e.eventFloor.Store(evs.CachedInfo().State.LastSeq)
+	outbox, err := e.js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
 		Name:        d.Outbox,
 		Description: "warren notifier: per-target queues of rendered notifications",
 		Subjects:    []string{d.OutboxPrefix + ".>"},
@@ -403,6 +414,7 @@ func (e *Engine) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notify: outbox stream %s: %w", d.Outbox, err)
 	}
+	e.outboxFloor.Store(outbox.CachedInfo().State.LastSeq)
 	_, err = e.js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
 		Name:        d.DLQ,
 		Description: "warren notifier: notifications that exhausted their retry budget",

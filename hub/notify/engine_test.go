@@ -605,6 +605,81 @@ routes: [{name: r, targets: [hook], format: "{user}"}]
 	e2.stop(t)
 }
 
+// TestEngineExactlyOnceWhenDeliveryStateIsLost covers a server whose
+// consumer state lags what it delivered, as after a SIGKILL: every event
+// and record comes again on what looks like its first delivery. The
+// delivery counts cannot be trusted for anything stored before the
+// restart, so each notification is looked up and none is sent twice.
+func TestEngineExactlyOnceWhenDeliveryStateIsLost(t *testing.T) {
+	dir := t.TempDir()
+	h := startHub(t, dir)
+	var count sync.Map // key -> *atomic.Int32
+	srv := newFaultServer(t, func(_ int, key string, _ *http.Request, _ http.ResponseWriter) {
+		v, _ := count.LoadOrStore(key, new(atomic.Int32))
+		v.(*atomic.Int32).Add(1)
+	})
+	doc := fmt.Sprintf(`
+delivery: {deliver_policy: all, batch: 16, ack_wait: 1s}
+targets:
+  hook: {type: webhook, config: {url: %q}, timeout: 300ms, %s}
+routes: [{name: r, targets: [hook], format: "{user}"}]
+`, srv.URL, fastRetry)
+	const n = 50
+	h.publishHare(n, func(i int) string { return fmt.Sprint("u", i) })
+	delivered := func() int {
+		k := 0
+		count.Range(func(_, _ any) bool { k++; return true })
+		return k
+	}
+	e1 := newEngine(t, h, doc, nil)
+	waitFor(t, "all delivered", 30*time.Second, func() bool { return delivered() == n })
+	waitFor(t, "outbox drained", 10*time.Second, func() bool {
+		ob, err := h.js.Stream(t.Context(), "NOTIFY_OUTBOX")
+		if err != nil {
+			return false
+		}
+		info, err := ob.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+	e1.stop(t)
+
+	// Forget every delivery: the consumers start over and the restarted
+	// server no longer remembers the outbox's message ids.
+	for _, stream := range []string{event.HubStream, "NOTIFY_OUTBOX"} {
+		s, err := h.js.Stream(t.Context(), stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := s.ConsumerNames(t.Context())
+		for name := range names.Name() {
+			if err := s.DeleteConsumer(t.Context(), name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := names.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.stop()
+	h2 := startHub(t, dir)
+	e2 := newEngine(t, h2, doc, nil)
+	waitFor(t, "every notification skipped or sent again", 30*time.Second, func() bool {
+		again := 0
+		count.Range(func(_, v any) bool {
+			again += int(v.(*atomic.Int32).Load()) - 1
+			return true
+		})
+		return again+int(metricValue(t, e2.reg, "warren_notify_skipped_total", nil)) >= n
+	})
+	count.Range(func(k, v any) bool {
+		if c := v.(*atomic.Int32).Load(); c != 1 {
+			t.Errorf("%s delivered %d times", k, c)
+		}
+		return true
+	})
+	e2.stop(t)
+}
+
 func TestEngineDedupAndReload(t *testing.T) {
 	h := startHub(t, t.TempDir())
 	out := filepath.Join(t.TempDir(), "out.log")

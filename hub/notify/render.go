@@ -30,7 +30,7 @@ type Event struct {
 	Received time.Time
 
 	doc         map[string]any // the payload as a JSON object, or nil
-	redelivered bool           // the hub delivered this event before
+	redelivered bool           // the notifier may have had this event before (see Engine.eventFloor)
 	fromStream  bool           // read from the hub's stream (not a silence or link alert)
 }
 

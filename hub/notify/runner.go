@@ -343,7 +343,7 @@ func (r *runner) checkSent(ctx context.Context, items []*item) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for _, it := range items {
-		if it.rec.First && it.rec.FailoverFrom == "" && it.meta != nil && it.meta.NumDelivered == 1 {
+		if it.rec.First && it.rec.FailoverFrom == "" && it.meta != nil && it.meta.NumDelivered == 1 && it.meta.Sequence.Stream > r.e.outboxFloor.Load() {
 			continue // never sent: see outboxRecord.First
 		}
 		wg.Go(func() {
