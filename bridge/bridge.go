@@ -70,6 +70,7 @@ type Bridge struct {
 	started    time.Time
 	edgeID     string
 	running    atomic.Bool
+	stallCheck time.Duration // see defaultStallCheck; tests shorten it
 
 	forwarded  atomic.Uint64
 	duplicates atomic.Uint64
@@ -172,11 +173,12 @@ func New(cfg Config, src Source, logger *slog.Logger, reg prometheus.Registerer,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{
-		cfg:     cfg,
-		src:     src,
-		log:     logger.With("component", "bridge"),
-		started: time.Now().UTC(),
-		edgeID:  id,
+		cfg:        cfg,
+		src:        src,
+		log:        logger.With("component", "bridge"),
+		started:    time.Now().UTC(),
+		edgeID:     id,
+		stallCheck: defaultStallCheck,
 	}
 	for _, o := range opts {
 		o(b)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -230,6 +231,7 @@ type settled struct {
 	err       error
 	confirmed int
 	timeout   bool
+	lost      bool // the connection or the session ended with publishes unanswered
 }
 
 // forward is one pass: rewind the consumer to from, then pull, publish and
@@ -254,7 +256,14 @@ func (b *Bridge) forward(ctx context.Context, hub jetstream.JetStream, edge jets
 
 	window := make(chan *flight, b.cfg.Inflight)
 	done := make(chan settled, 1)
-	go b.confirm(ctx, window, stop, done)
+	var wd stallWatch
+	go b.confirm(ctx, window, stop, done, &wd.held)
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		wd.run(rctx, cons, b.stallCheck, stop)
+	}()
+	defer func() { stop(); <-wdDone }()
 
 	epoch := b.src.Epoch()
 	last := reset - 1 // highest sequence of this pass handed to the hub
@@ -265,7 +274,10 @@ func (b *Bridge) forward(ctx context.Context, hub jetstream.JetStream, edge jets
 	)
 loop:
 	for {
+		wd.waiting.Store(true)
 		m, err := iter.Next(jetstream.NextContext(rctx))
+		wd.waiting.Store(false)
+		wd.received.Add(1)
 		if err != nil {
 			if rctx.Err() == nil {
 				pubErr, pubSeq, pubKind = fmt.Errorf("pull from edge consumer: %w", err), last+1, failEdge
@@ -295,6 +307,7 @@ loop:
 			pubErr, pubSeq = fmt.Errorf("publish seq %d to hub: %w", seq, err), seq
 			break
 		}
+		wd.held.Add(1)
 		select {
 		case window <- &flight{msg: m, seq: seq, fut: fut}:
 		case <-rctx.Done():
@@ -313,8 +326,69 @@ loop:
 		res.resume, res.err, res.kind, res.checkLink = s.first, s.err, failPublish, s.timeout
 	case pubErr != nil:
 		res.resume, res.err, res.kind = pubSeq, pubErr, pubKind
+	case wd.stalled.Load() != nil:
+		res.err, res.kind = fmt.Errorf("%w (%s); rewinding to %d", errStalled, *wd.stalled.Load(), last+1), failEdge
 	}
 	return res
+}
+
+// errStalled reports that the bridge's pull waited while the edge consumer
+// had events for it: undelivered ones, or deliveries the bridge never got
+// (sent to a pull request that is gone, with no later event to reveal the
+// gap). Without this check the bridge would wait for ack_wait (30 s by
+// default) or, if the consumer itself stopped, for ever.
+var errStalled = errors.New("edge consumer stopped delivering")
+
+// defaultStallCheck is how often a waiting pull is checked for a stall;
+// one is declared after two checks in a row find it.
+const defaultStallCheck = 2 * time.Second
+
+// stallWatch notices a pull that waits while the edge consumer holds events
+// for it.
+type stallWatch struct {
+	waiting  atomic.Bool            // forward is blocked in iter.Next
+	received atomic.Uint64          // Next calls that returned
+	held     atomic.Int64           // events handed to the confirmer, not yet settled
+	stalled  atomic.Pointer[string] // why, once declared
+}
+
+func (w *stallWatch) run(ctx context.Context, cons jetstream.Consumer, every time.Duration, stop func()) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	suspect, seen := false, w.received.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := w.received.Load(); !w.waiting.Load() || now != seen {
+			suspect, seen = false, now
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, every)
+		info, err := cons.Info(cctx)
+		cancel()
+		// Deliveries awaiting an ack while the bridge holds none went
+		// somewhere else.
+		lostDeliveries := info != nil && info.NumAckPending > 0 && w.held.Load() == 0
+		if err != nil || w.received.Load() != seen || (info.NumPending == 0 && !lostDeliveries) {
+			suspect = false
+			continue
+		}
+		if !suspect {
+			suspect = true
+			continue
+		}
+		why := fmt.Sprintf("%d undelivered, %d delivered elsewhere awaiting ack, %d pull requests waiting, nothing received for %s",
+			info.NumPending, info.NumAckPending, info.NumWaiting, 2*every)
+		if !lostDeliveries {
+			why = fmt.Sprintf("%d undelivered, %d pull requests waiting, nothing received for %s", info.NumPending, info.NumWaiting, 2*every)
+		}
+		w.stalled.Store(&why)
+		stop()
+		return
+	}
 }
 
 // rewind points the consumer at sequence from (0: its ack floor) and
@@ -382,54 +456,65 @@ func (b *Bridge) gap(ctx context.Context, stream jetstream.Stream, next, got uin
 // by the publish timeout, so the next pass starts with nothing of this one
 // outstanding. When the connection is lost or ctx ends (ctx is the session's
 // context), nothing more can be answered and it gives up at once.
-func (b *Bridge) confirm(ctx context.Context, window <-chan *flight, stop func(), out chan<- settled) {
+func (b *Bridge) confirm(ctx context.Context, window <-chan *flight, stop func(), out chan<- settled, held *atomic.Int64) {
 	var s settled
 	for f := range window {
-		var (
-			ack *jetstream.PubAck
-			err error
-		)
-		select {
-		case ack = <-f.fut.Ok():
-		case err = <-f.fut.Err():
-		default:
-			select {
-			case ack = <-f.fut.Ok():
-			case err = <-f.fut.Err():
-			case <-ctx.Done():
-				if !s.failed {
-					s.failed, s.first, s.err = true, f.seq, errors.New("connection lost with publishes unanswered")
-				}
-				stop()
-				drain(window)
-				out <- s
-				return
-			}
-		}
-		if err != nil {
-			if !s.failed {
-				s.failed, s.first = true, f.seq
-				s.err = fmt.Errorf("seq %d not confirmed by the hub: %w", f.seq, err)
-				s.timeout = errors.Is(err, jetstream.ErrAsyncPublishTimeout)
-				stop()
-			}
-			continue
-		}
-		// Confirmed: the hub stored it (or already had it). Acking events
-		// confirmed after an earlier failure is right too: the hub holds
-		// them, and the rewind only resends what is still stored.
-		if aerr := f.msg.Ack(); aerr != nil {
-			b.log.Debug("edge ack failed; the event will be resent and deduplicated", "seq", f.seq, "err", aerr)
-		}
-		s.confirmed++
-		b.forwarded.Add(1)
-		b.m.forwarded.Inc()
-		if ack.Duplicate {
-			b.duplicates.Add(1)
-			b.m.duplicates.Inc()
+		b.settle(ctx, f, stop, &s)
+		held.Add(-1)
+		if s.lost {
+			drain(window)
+			out <- s
+			return
 		}
 	}
 	out <- s
+}
+
+// settle waits for the hub's answer to one flight and acks it at the edge
+// when confirmed; s.lost says the connection or ctx ended first.
+func (b *Bridge) settle(ctx context.Context, f *flight, stop func(), s *settled) {
+	var (
+		ack *jetstream.PubAck
+		err error
+	)
+	select {
+	case ack = <-f.fut.Ok():
+	case err = <-f.fut.Err():
+	default:
+		select {
+		case ack = <-f.fut.Ok():
+		case err = <-f.fut.Err():
+		case <-ctx.Done():
+			if !s.failed {
+				s.failed, s.first, s.err = true, f.seq, errors.New("connection lost with publishes unanswered")
+			}
+			s.lost = true
+			stop()
+			return
+		}
+	}
+	if err != nil {
+		if !s.failed {
+			s.failed, s.first = true, f.seq
+			s.err = fmt.Errorf("seq %d not confirmed by the hub: %w", f.seq, err)
+			s.timeout = errors.Is(err, jetstream.ErrAsyncPublishTimeout)
+			stop()
+		}
+		return
+	}
+	// Confirmed: the hub stored it (or already had it). Acking events
+	// confirmed after an earlier failure is right too: the hub holds them,
+	// and the rewind only resends what is still stored.
+	if aerr := f.msg.Ack(); aerr != nil {
+		b.log.Debug("edge ack failed; the event will be resent and deduplicated", "seq", f.seq, "err", aerr)
+	}
+	s.confirmed++
+	b.forwarded.Add(1)
+	b.m.forwarded.Inc()
+	if ack.Duplicate {
+		b.duplicates.Add(1)
+		b.m.duplicates.Inc()
+	}
 }
 
 // drain empties a closed-on-exit window channel.

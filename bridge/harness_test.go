@@ -221,6 +221,19 @@ func (e *testEdge) stored(tb testing.TB) (msgs, bytes uint64) {
 	return info.State.Msgs, info.State.Bytes
 }
 
+// consumerState describes the bridge's edge consumer, for failure messages.
+func (e *testEdge) consumerState() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := e.js.Consumer(ctx, event.EdgeStream, Durable)
+	if err != nil {
+		return err.Error()
+	}
+	i := c.CachedInfo()
+	return fmt.Sprintf("delivered %d (stream %d), ack floor %d, pending %d, ack pending %d, redelivered %d, waiting %d",
+		i.Delivered.Consumer, i.Delivered.Stream, i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
+}
+
 // testPKI is a development PKI with certificates for the given edges and
 // for the ingest stand-in.
 func testPKI(tb testing.TB, edges ...string) pki.Layout {
@@ -567,7 +580,7 @@ func waitDrained(tb testing.TB, e *testEdge, h *testHub, want uint64, timeout ti
 	tb.Helper()
 	waitFor(tb, timeout, func() string {
 		m, _ := e.stored(tb)
-		return fmt.Sprintf("edge holds %d, hub holds %d of %d", m, h.stored(tb), want)
+		return fmt.Sprintf("edge holds %d, hub holds %d of %d; edge consumer: %s", m, h.stored(tb), want, e.consumerState())
 	}, func() bool {
 		m, _ := e.stored(tb)
 		return m == 0 && h.stored(tb) == want
