@@ -25,10 +25,12 @@ build: ## build hare, edge and hub into bin/ (GOOS/GOARCH honoured)
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/hare ./cmd/edge ./cmd/hub
 
-build-cross: ## cross-build for linux and freebsd (amd64) into bin/<os>-<arch>/
-	@for os in linux freebsd; do \
-	  $(MAKE) --no-print-directory build GOOS=$$os GOARCH=amd64 BIN=$(BIN)/$$os-amd64; \
-	done
+CROSS_ARCHES ?= amd64 arm64
+
+build-cross: ## cross-build for linux and freebsd (CROSS_ARCHES: amd64 arm64) into bin/<os>-<arch>/
+	@for os in linux freebsd; do for arch in $(CROSS_ARCHES); do \
+	  $(MAKE) --no-print-directory build GOOS=$$os GOARCH=$$arch BIN=$(BIN)/$$os-$$arch || exit 1; \
+	done; done
 
 test: ## everything: unit, integration, fuzz seed corpora, browser and Ansible tests (screenshots in test/artifacts/)
 	WARREN_ARTIFACTS="$${WARREN_ARTIFACTS:-$(CURDIR)/test/artifacts}" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
