@@ -115,6 +115,15 @@ func loadNotify(cfg hub.Config, file string) (notify.Config, string, error) {
 	return nc, origin, nil
 }
 
+// mqttURL is the broker URL of the hub's loopback MQTT listener at addr
+// (host:port), or "" when MQTT is off.
+func mqttURL(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return "tcp://" + addr
+}
+
 var keyPathRE = regexp.MustCompile(`^[A-Za-z_][\w.\[\]-]*: `)
 
 // notifyError writes the keys of notify's errors as hub configuration
@@ -136,8 +145,8 @@ func notifyError(err error) error {
 
 // buildStandalone validates nc fully (targets built, secret files read)
 // without a running hub. The caller closes the engine.
-func buildStandalone(nc notify.Config, logger *slog.Logger) (*notify.Engine, error) {
-	e, err := notify.New(nc, notify.Deps{Logger: logger, Standalone: true})
+func buildStandalone(cfg hub.Config, nc notify.Config, logger *slog.Logger) (*notify.Engine, error) {
+	e, err := notify.New(nc, notify.Deps{Logger: logger, Standalone: true, HubMQTT: mqttURL(cfg.MQTT.Listen)})
 	if err != nil {
 		return nil, notifyError(err)
 	}
@@ -151,7 +160,7 @@ func checkNotify(cfg hub.Config, file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e, err := buildStandalone(nc, slog.New(slog.DiscardHandler))
+	e, err := buildStandalone(cfg, nc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return "", err
 	}
@@ -166,7 +175,7 @@ func attachNotify(env *hubEnv) error {
 	}
 	// Build once without the hub to fail at start (exit 2) on bad targets
 	// or secret files; the engine that runs needs the hub's connection.
-	e, err := buildStandalone(nc, slog.New(slog.DiscardHandler))
+	e, err := buildStandalone(env.Cfg, nc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -218,7 +227,7 @@ func (s *notifyService) edgeLink(id string, up bool, at time.Time) {
 func (s *notifyService) run(ctx context.Context) error {
 	h := s.env.Hub
 	s.reloadMu.Lock()
-	e, err := notify.New(s.cfg, notify.Deps{JS: h.JetStream(), NC: h.Conn(), Logger: s.env.Logger, Registry: s.env.Reg, StartTime: s.started})
+	e, err := notify.New(s.cfg, notify.Deps{JS: h.JetStream(), NC: h.Conn(), Logger: s.env.Logger, Registry: s.env.Reg, StartTime: s.started, HubMQTT: mqttURL(h.Addrs().MQTT)})
 	if err != nil {
 		s.reloadMu.Unlock()
 		return err
@@ -471,7 +480,7 @@ the payload from FILE, @- from standard input.`,
 			if send {
 				logger = newLogger(cfg.Log, stderr)
 			}
-			e, err := buildStandalone(nc, logger)
+			e, err := buildStandalone(cfg, nc, logger)
 			if err != nil {
 				return usageError{Err: err}
 			}

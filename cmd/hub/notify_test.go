@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -289,5 +292,63 @@ func TestNotifyReload(t *testing.T) {
 	}
 	if strings.Count(nh.logs.String(), "those changes apply after a restart") != 1 {
 		t.Errorf("an unchanged file was reported as changed outside notify")
+	}
+}
+
+// TestNotifyMQTTThroughHub: an mqtt target without a url publishes through
+// the hub's own MQTT listener, where a plain MQTT client (what mqttwarn and
+// mosquitto_sub users run) receives it.
+func TestNotifyMQTTThroughHub(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hub.yaml")
+	doc := fmt.Sprintf(`server_name: t-notify-mqtt
+data_dir: %[1]s/data
+nats: {listen: "127.0.0.1:0"}
+mqtt: {listen: "127.0.0.1:0", tls_listen: ""}
+admin: {listen: "unix:%[1]s/admin.sock"}
+notify:
+  targets:
+    phone: {type: mqtt, config: {topic: "warren/notify/{{.Edge}}", client_id: warren-notify-test}}
+  routes:
+    - {name: logins, match: {topic: [logging/hare]}, targets: [phone], format: "login {user}"}
+`, dir)
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nh := startNotifyHub(t, file)
+	_, port, err := net.SplitHostPort(nh.h.Addrs().MQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	sub, err := mqttLogin(t, p, "", "phone-sub", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	if tok := sub.Subscribe("warren/notify/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		got <- m.Topic() + " " + string(m.Payload())
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	nh.login(t, 1, "jjolie")
+	select {
+	case m := <-got:
+		if m != "warren/notify/site1 login jjolie" {
+			t.Errorf("got %q, want the rendered notification on warren/notify/site1", m)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no notification on the hub's MQTT listener\n%s", nh.logs)
+	}
+
+	// Without an MQTT listener there is nothing to publish through: the
+	// section is refused at start with the key named.
+	noMQTT := strings.Replace(doc, `mqtt: {listen: "127.0.0.1:0", tls_listen: ""}`, `mqtt: {listen: "", tls_listen: ""}`, 1)
+	if err := os.WriteFile(file, []byte(noMQTT), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	if code := run([]string{"check-config", "--config", file}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "notify.targets.phone") || !strings.Contains(errb.String(), "no MQTT listener") {
+		t.Errorf("check-config without an MQTT listener: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }

@@ -30,9 +30,11 @@ type TargetEnv struct {
 	Name string
 	// Logger is the notifier's logger, tagged with the target name.
 	Logger *slog.Logger
-	// NC is the hub's own NATS connection (for the nats and mqtt
-	// republish targets).
+	// NC is the hub's own NATS connection (for the nats target).
 	NC *nats.Conn
+	// HubMQTT is the hub's own loopback MQTT listener (Deps.HubMQTT), the
+	// mqtt target's broker when it sets no url.
+	HubMQTT string
 	// HTTPClient is shared by the HTTP targets; per-request timeouts come
 	// from the targets' own settings.
 	HTTPClient *http.Client
@@ -120,6 +122,12 @@ func builtinTargetTypes() map[string]TargetType {
 			return smtp.New(c)
 		}),
 		"mqtt": targetType(mqtt.DefaultConfig, func(c mqtt.Config, env TargetEnv) (*mqtt.Notifier, error) {
+			if c.URL == "" {
+				if env.HubMQTT == "" {
+					return nil, errors.New("url: missing, and the hub runs no MQTT listener (mqtt.listen) to publish through: set url")
+				}
+				c.URL = env.HubMQTT
+			}
 			return mqtt.New(c, env.Logger)
 		}),
 		"nats": targetType(natspub.DefaultConfig, func(c natspub.Config, env TargetEnv) (target.Notifier, error) {

@@ -64,6 +64,10 @@ type Deps struct {
 	// its consumer (the first edge's connect, an early login) are not
 	// missed. Zero: JetStream's "new" (from the consumer's creation on).
 	StartTime time.Time
+	// HubMQTT is the URL of the hub's own loopback MQTT listener
+	// (tcp://127.0.0.1:1883), where mqtt targets without a url publish.
+	// Empty: the hub runs no MQTT listener.
+	HubMQTT string
 }
 
 // Engine is the running notifier.
@@ -138,7 +142,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		alerts:   make(chan alert, 256),
 	}
 	e.emit = e.sendAlerts
-	e.env = TargetEnv{Logger: e.log, NC: deps.NC, HTTPClient: deps.HTTPClient, Standalone: deps.Standalone}
+	e.env = TargetEnv{Logger: e.log, NC: deps.NC, HubMQTT: deps.HubMQTT, HTTPClient: deps.HTTPClient, Standalone: deps.Standalone}
 	notifiers, err := buildTargets(c, deps.TargetTypes, e.env)
 	if err != nil {
 		return nil, err

@@ -14,7 +14,10 @@ import (
 type Config struct {
 	// URL is the broker, e.g. "tcp://127.0.0.1:1883" or
 	// "ssl://broker.example.org:8883" (schemes tcp, mqtt, ssl, tls, mqtts,
-	// ws, wss). Required. Credentials in it are redacted from errors.
+	// ws, wss). Credentials in it are redacted from errors. Empty: the
+	// hub's own MQTT listener (the notifier passes it in; New refuses an
+	// empty URL), so `mosquitto_sub` and mqttwarn clients of the hub get
+	// the notifications.
 	URL string `mapstructure:"url"`
 	// ClientID is the MQTT client id. Default "warren-notify-" plus random
 	// hex. No whitespace, '.', '*' or '>' (nats-server's MQTT gateway
@@ -51,7 +54,7 @@ type Config struct {
 }
 
 // DefaultConfig returns QoS 1, body content, 10s timeout and a 30s
-// reconnect cap. URL and Topic must be set.
+// reconnect cap. Topic must be set; URL defaults to the hub's listener.
 func DefaultConfig() Config {
 	return Config{QoS: 1, Content: target.ContentBody, Timeout: 10 * time.Second, ReconnectMax: 30 * time.Second}
 }
@@ -62,7 +65,7 @@ func (c Config) Validate() error {
 	u, err := url.Parse(c.URL)
 	switch {
 	case c.URL == "":
-		errs = append(errs, errors.New("url: missing; set the broker URL, e.g. tcp://127.0.0.1:1883"))
+		// The hub's own listener; New checks that one was given.
 	case err != nil || u.Host == "":
 		errs = append(errs, errors.New("url: not a broker URL like tcp://host:1883"))
 	default:

@@ -46,6 +46,9 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.URL == "" {
+		return nil, errors.New("url: missing; set the broker URL, e.g. tcp://127.0.0.1:1883")
+	}
 	if logger == nil {
 		return nil, errors.New("mqtt target: nil logger")
 	}

@@ -256,7 +256,6 @@ func TestValidate(t *testing.T) {
 		mut  func(*Config)
 		key  string
 	}{
-		{"no url", func(c *Config) { c.URL = "" }, "url"},
 		{"bad scheme", func(c *Config) { c.URL = "http://h:1" }, "url"},
 		{"client id", func(c *Config) { c.ClientID = "a.b" }, "client_id"},
 		{"no topic", func(c *Config) { c.Topic = "" }, "topic"},
@@ -281,5 +280,15 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := New(Config{}, nil); err == nil {
 		t.Error("empty config accepted")
+	}
+	// No url validates (the notifier fills in the hub's own listener),
+	// but New needs one.
+	c := DefaultConfig()
+	c.Topic = "a/b"
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() without url = %v, want nil (the hub's listener)", err)
+	}
+	if _, err := New(c, slog.New(slog.DiscardHandler)); err == nil || !strings.HasPrefix(err.Error(), "url") {
+		t.Errorf("New without url = %v, want an error about url", err)
 	}
 }
