@@ -267,14 +267,36 @@ func (im *mqttwarnImporter) targetConfig(svc string, v any, opts map[string]any,
 		if u == "" {
 			return nil, errors.New("want [method, url, params, auth]")
 		}
-		if method != "POST" && method != "PUT" && method != "PATCH" {
+		switch method {
+		case "POST", "PUT", "PATCH", "GET", "DELETE":
+		default:
 			im.warn("%s: method %q becomes POST (the webhook target posts warren's JSON message)", where, str(0))
 			method = "POST"
 		}
-		u, _, _ = strings.Cut(u, "?")
+		u = strings.TrimSuffix(u, "?")
 		c := map[string]any{"url": u, "method": method}
 		if len(list) > 2 && list[2] != nil {
-			im.warn("%s: query parameters not carried; the body is warren's JSON message (or set body:)", where)
+			params, ok := list[2].(map[string]any)
+			if !ok {
+				return nil, errors.New("params: want a {name: value} dict or None")
+			}
+			query := map[string]any{}
+			for _, k := range sortedKeys(params) {
+				v, ok := params[k].(string)
+				if !ok {
+					im.warn("%s: params.%s: not a string, not carried", where, k)
+					continue
+				}
+				tpl, ok := queryTemplate(v)
+				if !ok {
+					im.warn("%s: params.%s: %q is more than {name} placeholders, not carried (write a query: template)", where, k, v)
+					continue
+				}
+				query[k] = tpl
+			}
+			if len(query) > 0 {
+				c["query"] = query
+			}
 		}
 		if len(list) > 3 {
 			if auth, ok := list[3].([]any); ok && len(auth) == 2 {
@@ -283,6 +305,50 @@ func (im *mqttwarnImporter) targetConfig(svc string, v any, opts map[string]any,
 			}
 		}
 		return c, nil
+	}
+}
+
+var placeholderRE = regexp.MustCompile(`\{(\w*)\}`)
+
+// queryTemplate turns an mqttwarn http parameter into a webhook query
+// template: "@name" and "{name}" are the message's field name (mqttwarn
+// fills them from the payload's fields), {topic} the topic; other text is
+// kept. Format specs, indexing and literal braces are not converted (ok
+// false).
+func queryTemplate(v string) (string, bool) {
+	field := func(name string) string {
+		if name == "topic" {
+			return "{{.Topic}}"
+		}
+		return fmt.Sprintf("{{index .Fields %q}}", name)
+	}
+	if name, ok := strings.CutPrefix(v, "@"); ok {
+		if name == "" {
+			return "", false
+		}
+		return field(name), true
+	}
+	var b strings.Builder
+	rest := v
+	for {
+		loc := placeholderRE.FindStringSubmatchIndex(rest)
+		lit := rest
+		if loc != nil {
+			lit = rest[:loc[0]]
+		}
+		if strings.ContainsAny(lit, "{}") {
+			return "", false
+		}
+		b.WriteString(lit)
+		if loc == nil {
+			return b.String(), true
+		}
+		name := rest[loc[2]:loc[3]]
+		if name == "" {
+			return "", false
+		}
+		b.WriteString(field(name))
+		rest = rest[loc[1]:]
 	}
 }
 

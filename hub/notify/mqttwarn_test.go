@@ -48,6 +48,9 @@ func TestImportMqttwarn(t *testing.T) {
 	if sc["host"] != "mail.example.org" || sc["port"] != 587 || sc["mode"] != "starttls" || sc["from"] != "MQTTwarn <warren@example.org>" || len(sc["to"].([]any)) != 2 {
 		t.Errorf("smtp target: %v", sc)
 	}
+	if gc := cfg.Targets["http-get1"].Config; gc["method"] != "GET" || gc["url"] != "http://example.org" || !reflect.DeepEqual(gc["query"], map[string]any{"q": `{{index .Fields "name"}}`}) {
+		t.Errorf("http GET target: %v", gc)
+	}
 	if nc := cfg.Targets["ntfy-tagged"].Config; nc["url"] != "https://ntfy.example.org" || nc["topic"] != "alerts" || !reflect.DeepEqual(nc["tags"], []any{"warning", "skull"}) {
 		t.Errorf("ntfy target: %v", nc)
 	}
@@ -76,7 +79,6 @@ func TestImportMqttwarn(t *testing.T) {
 		"[hare-root] filter: not carried",
 		"[test/+] format: function myfuncs.xform() cannot be carried",
 		"[config:pushover] target phone: token is inline",
-		"[config:http] target get1: method \"get\" becomes POST",
 		"[config:ntfy] target tagged: priority not carried",
 		"[config:pushover] callback: not carried",
 		"[config:smtp] htmlmsg: not carried",
@@ -184,5 +186,27 @@ format = login {user}
 	}
 	if strings.Contains(all, env["PO_TOKEN"]) {
 		t.Errorf("a warning shows the secret value:\n%s", all)
+	}
+}
+
+func TestMqttwarnQueryTemplate(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"@user", `{{index .Fields "user"}}`, true},
+		{"{user}@{host}", `{{index .Fields "user"}}@{{index .Fields "host"}}`, true},
+		{"on {topic}", "on {{.Topic}}", true},
+		{"plain", "plain", true},
+		{"{n:03d}", "", false},
+		{"{a[b]}", "", false},
+		{"{{literal}}", "", false},
+		{"{}", "", false},
+		{"@", "", false},
+	} {
+		got, ok := queryTemplate(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("queryTemplate(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
 	}
 }

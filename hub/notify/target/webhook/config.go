@@ -16,8 +16,14 @@ type Config struct {
 	// URL is the endpoint, http or https. Required. Credentials in it
 	// (userinfo, query tokens) are redacted from errors.
 	URL string `mapstructure:"url"`
-	// Method is the HTTP method: POST (default), PUT or PATCH.
+	// Method is the HTTP method: POST (default), PUT, PATCH, GET or
+	// DELETE. GET and DELETE send no body: put what the receiver needs in
+	// Query.
 	Method string `mapstructure:"method"`
+	// Query adds URL query parameters, each value a Go template over the
+	// message (e.g. {msg: "{{.Body}}", user: "{{index .Fields \"user\"}}"}),
+	// to the parameters the URL already has.
+	Query map[string]string `mapstructure:"query"`
 	// Headers are extra request headers.
 	Headers map[string]string `mapstructure:"headers"`
 	// HeaderFiles are extra request headers whose value is read from a
@@ -58,8 +64,19 @@ func (c Config) Validate() error {
 	}
 	switch c.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	case http.MethodGet, http.MethodDelete:
+		if c.Body != "" || c.ContentType != "" {
+			errs = append(errs, fmt.Errorf("body: a %s request sends no body; put the fields in query", c.Method))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("method: %q is not one of POST, PUT, PATCH", c.Method))
+		errs = append(errs, fmt.Errorf("method: %q is not one of POST, PUT, PATCH, GET, DELETE", c.Method))
+	}
+	for k, v := range c.Query {
+		if k == "" {
+			errs = append(errs, errors.New("query: empty parameter name"))
+		} else if _, err := target.ParseTemplate("query."+k, v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for k, v := range c.Headers {
 		if err := validHeader(k, v); err != nil {

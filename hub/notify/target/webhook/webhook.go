@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/warren-mesh/warren/hub/notify/target"
@@ -19,6 +20,8 @@ type Notifier struct {
 	cfg         Config
 	client      *http.Client
 	body        *target.Template
+	noBody      bool // GET, DELETE
+	query       map[string]*target.Template
 	contentType string
 	header      http.Header
 	red         *target.Redactor
@@ -71,7 +74,23 @@ func New(cfg Config, client *http.Client) (*Notifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for k, v := range cfg.Query {
+		if n.query == nil {
+			n.query = map[string]*target.Template{}
+		}
+		if n.query[k], err = target.ParseTemplate("query."+k, v); err != nil {
+			return nil, err
+		}
+	}
 	n.contentType = cfg.ContentType
+	if n.noBody = cfg.Method == http.MethodGet || cfg.Method == http.MethodDelete; n.noBody {
+		n.header.Del("Content-Type")
+		if n.header.Get("User-Agent") == "" {
+			n.header.Set("User-Agent", "warren-notify")
+		}
+		n.red = target.NewRedactor(secrets...)
+		return n, nil
+	}
 	if cfg.Body != "" {
 		n.body, err = target.ParseTemplate("body", cfg.Body)
 		if err != nil {
@@ -96,13 +115,15 @@ func New(cfg Config, client *http.Client) (*Notifier, error) {
 // target.RetryAfterError); other statuses are not.
 func (n *Notifier) Notify(ctx context.Context, m *target.Message) (bool, error) {
 	var body []byte
-	if n.body != nil {
+	switch {
+	case n.noBody:
+	case n.body != nil:
 		s, err := n.body.Execute(m)
 		if err != nil {
 			return false, err
 		}
 		body = []byte(s)
-	} else {
+	default:
 		b, err := target.MarshalMessage(m)
 		if err != nil {
 			return false, err
@@ -111,9 +132,24 @@ func (n *Notifier) Notify(ctx context.Context, m *target.Message) (bool, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, n.cfg.Method, n.cfg.URL, bytes.NewReader(body))
+	var rd io.Reader
+	if !n.noBody {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, n.cfg.Method, n.cfg.URL, rd)
 	if err != nil {
 		return false, n.red.Error(fmt.Errorf("build request: %w", err))
+	}
+	if len(n.query) > 0 {
+		q := req.URL.Query()
+		for k, t := range n.query {
+			v, err := t.Execute(m)
+			if err != nil {
+				return false, err
+			}
+			q.Set(k, v)
+		}
+		req.URL.RawQuery = q.Encode()
 	}
 	for k, v := range n.header {
 		req.Header[k] = v

@@ -247,6 +247,33 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// TestGETWithQuery: a GET carries the message in templated query
+// parameters, next to those already in the URL, and sends no body.
+func TestGETWithQuery(t *testing.T) {
+	r := newRecorder(t)
+	c := DefaultConfig()
+	c.URL = r.URL + "/notify?token=abc"
+	c.Method = http.MethodGet
+	c.Query = map[string]string{"msg": "{{.Body}}", "user": `{{index .Fields "user"}}`}
+	n, err := New(c, r.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retry, err := n.Notify(context.Background(), msg()); err != nil {
+		t.Fatalf("Notify = %v (retry %v)", err, retry)
+	}
+	got := r.last(t)
+	if got.Method != http.MethodGet || got.Path != "/notify?msg=jo+logged+in&token=abc&user=jo" || got.Body != "" {
+		t.Errorf("request %s %s body %q", got.Method, got.Path, got.Body)
+	}
+	if ct := got.Header.Get("Content-Type"); ct != "" {
+		t.Errorf("GET with Content-Type %q", ct)
+	}
+	if got.Header.Get("Idempotency-Key") != "ev1/route/hook" {
+		t.Errorf("Idempotency-Key %q", got.Header.Get("Idempotency-Key"))
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -256,7 +283,9 @@ func TestValidate(t *testing.T) {
 		{"no url", func(c *Config) { c.URL = "" }, "url"},
 		{"bad scheme", func(c *Config) { c.URL = "ftp://x" }, "url"},
 		{"no host", func(c *Config) { c.URL = "http:///x" }, "url"},
-		{"method", func(c *Config) { c.Method = "GET" }, "method"},
+		{"method", func(c *Config) { c.Method = "TRACE" }, "method"},
+		{"GET with a body", func(c *Config) { c.Method = "GET"; c.Body = "{{.Body}}" }, "body"},
+		{"query template", func(c *Config) { c.Query = map[string]string{"m": "{{"} }, "query.m"},
 		{"header", func(c *Config) { c.Headers = map[string]string{"X": "a\nb"} }, "headers.X"},
 		{"header file", func(c *Config) { c.HeaderFiles = map[string]string{"X": ""} }, "header_files.X"},
 		{"body", func(c *Config) { c.Body = "{{" }, "body"},
