@@ -240,7 +240,7 @@ func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
 				file = "no file, embedded defaults"
 			}
 			fmt.Fprintf(stdout, "# config ok (%s)\n", file)
-			printConfig(stdout, cfg)
+			cli.PrintConfig(stdout, cfg)
 			return nil
 		},
 	}

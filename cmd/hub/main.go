@@ -190,13 +190,17 @@ func checkConfigCmd(g *globals, stdout io.Writer) *cobra.Command {
 			if file == "" {
 				file = "no file, embedded defaults"
 			}
-			fmt.Fprintf(stdout, "config ok (%s)\n", file)
-			fmt.Fprintf(stdout, "  data_dir %s, pki_dir %s (dev_pki %v)\n", cfg.DataDir, cfg.PKIPath(), cfg.DevPKI)
-			fmt.Fprintf(stdout, "  nats %s (TLS >= %s), mqtt %s, mqtt tls %s, admin %s\n",
+			fmt.Fprintf(stdout, "# config ok (%s)\n", file)
+			fmt.Fprintf(stdout, "#   data_dir %s, pki_dir %s (dev_pki %v)\n", cfg.DataDir, cfg.PKIPath(), cfg.DevPKI)
+			fmt.Fprintf(stdout, "#   nats %s (TLS >= %s), mqtt %s, mqtt tls %s, admin %s\n",
 				cfg.NATS.Listen, cfg.NATS.TLSMinVersion, orOff(cfg.MQTT.Listen), orOff(cfg.MQTT.TLSListen), orOff(cfg.Admin.Listen))
-			fmt.Fprintf(stdout, "  stream duplicate window %s, %d MQTT users\n", cfg.Stream.DuplicateWindow, len(cfg.MQTT.Users))
-			fmt.Fprintf(stdout, "  discovery %s\n", discoverySummary(cfg))
-			fmt.Fprintf(stdout, "  notify %s\n", notifySummary)
+			fmt.Fprintf(stdout, "#   stream duplicate window %s, %d MQTT users\n", cfg.Stream.DuplicateWindow, len(cfg.MQTT.Users))
+			fmt.Fprintf(stdout, "#   discovery %s\n", discoverySummary(cfg))
+			fmt.Fprintf(stdout, "#   notify %s\n", notifySummary)
+			// The notify section is the file's own text (its secrets are
+			// inline values a generic printer cannot tell apart); `hub
+			// notify check` shows what it compiles to.
+			cli.PrintConfig(stdout, cfg, "notify")
 			return nil
 		},
 	}

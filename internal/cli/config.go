@@ -1,24 +1,27 @@
-package main
+package cli
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
 
-// printConfig writes cfg as YAML (nested mappings, flow-style lists) that
-// the edge reads back as a config file. Values of keys that look like
-// secrets are redacted; *_file keys only name files and are shown.
-func printConfig(w io.Writer, cfg any) {
-	printStruct(w, reflect.ValueOf(cfg), "")
+// PrintConfig writes cfg, a config struct decoded by mapstructure, as YAML
+// (nested mappings, flow-style lists) that the daemon reads back as a
+// config file. Values of keys that look like secrets are redacted; *_file
+// keys only name files and are shown. Top-level keys in skip are left out
+// (the caller describes them).
+func PrintConfig(w io.Writer, cfg any, skip ...string) {
+	printStruct(w, reflect.ValueOf(cfg), "", skip)
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-func printStruct(w io.Writer, v reflect.Value, indent string) {
+func printStruct(w io.Writer, v reflect.Value, indent string, skip []string) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -32,10 +35,13 @@ func printStruct(w io.Writer, v reflect.Value, indent string) {
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
+		if slices.Contains(skip, name) {
+			continue
+		}
 		fv := v.Field(i)
 		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
 			fmt.Fprintf(w, "%s%s:\n", indent, name)
-			printStruct(w, fv, indent+"  ")
+			printStruct(w, fv, indent+"  ", nil)
 			continue
 		}
 		fmt.Fprintf(w, "%s%s: %s\n", indent, name, yamlValue(name, fv))
