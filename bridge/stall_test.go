@@ -47,6 +47,22 @@ func runWatch(t *testing.T, c jetstream.Consumer, w *stallWatch) string {
 	return *why
 }
 
+// fetchAll pulls n events from c without acking them.
+func fetchAll(t *testing.T, c jetstream.Consumer, n int) {
+	t.Helper()
+	batch, err := c.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for range batch.Messages() {
+		got++
+	}
+	if got != n {
+		t.Fatalf("fetched %d of %d", got, n)
+	}
+}
+
 func TestStallWatch(t *testing.T) {
 	t.Run("undelivered events", func(t *testing.T) {
 		e := startEdge(t, "site-1", t.TempDir())
@@ -62,17 +78,7 @@ func TestStallWatch(t *testing.T) {
 		e := startEdge(t, "site-1", t.TempDir())
 		c := watchConsumer(t, e)
 		e.publish(t, 3)
-		batch, err := c.Fetch(3, jetstream.FetchMaxWait(5*time.Second)) // never acked
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for range batch.Messages() {
-			n++
-		}
-		if n != 3 {
-			t.Fatalf("the other pull got %d of 3", n)
-		}
+		fetchAll(t, c, 3) // never acked
 		var w stallWatch
 		w.waiting.Store(true)
 		if why := runWatch(t, c, &w); !strings.Contains(why, "3 delivered elsewhere") {
@@ -83,12 +89,7 @@ func TestStallWatch(t *testing.T) {
 		e := startEdge(t, "site-1", t.TempDir())
 		c := watchConsumer(t, e)
 		e.publish(t, 2)
-		batch, err := c.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range batch.Messages() {
-		}
+		fetchAll(t, c, 2)
 		var w stallWatch
 		w.waiting.Store(true)
 		w.held.Store(2) // awaiting the hub's PubAcks

@@ -513,6 +513,23 @@ routes: [{targets: [slow, fast], format: "{user}"}]
 	e.stop(t)
 }
 
+// countingWebhook starts a webhook receiver that counts the requests per
+// Idempotency-Key (key -> *atomic.Int32) and returns it with a notifier
+// config that sends every login there.
+func countingWebhook(t *testing.T) (*sync.Map, string) {
+	count := &sync.Map{}
+	srv := newFaultServer(t, func(_ int, key string, _ *http.Request, _ http.ResponseWriter) {
+		v, _ := count.LoadOrStore(key, new(atomic.Int32))
+		v.(*atomic.Int32).Add(1)
+	})
+	return count, fmt.Sprintf(`
+delivery: {deliver_policy: all, batch: 16, ack_wait: 1s}
+targets:
+  hook: {type: webhook, config: {url: %q}, timeout: 300ms, %s}
+routes: [{name: r, targets: [hook], format: "{user}"}]
+`, srv.URL, fastRetry)
+}
+
 // TestEngineExactlyOnceAcrossCrash stops the engine abruptly (its
 // connection closed between a delivery's record and its ack, the server
 // shut down with notifications pending) and restarts it on the same store:
@@ -520,17 +537,7 @@ routes: [{targets: [slow, fast], format: "{user}"}]
 func TestEngineExactlyOnceAcrossCrash(t *testing.T) {
 	dir := t.TempDir()
 	h := startHub(t, dir)
-	var count sync.Map // key -> *atomic.Int32
-	srv := newFaultServer(t, func(_ int, key string, _ *http.Request, _ http.ResponseWriter) {
-		v, _ := count.LoadOrStore(key, new(atomic.Int32))
-		v.(*atomic.Int32).Add(1)
-	})
-	doc := fmt.Sprintf(`
-delivery: {deliver_policy: all, batch: 16, ack_wait: 1s}
-targets:
-  hook: {type: webhook, config: {url: %q}, timeout: 300ms, %s}
-routes: [{name: r, targets: [hook], format: "{user}"}]
-`, srv.URL, fastRetry)
+	count, doc := countingWebhook(t)
 	const n = 200
 	h.publishHare(n, func(i int) string { return fmt.Sprint("u", i) })
 
@@ -613,17 +620,7 @@ routes: [{name: r, targets: [hook], format: "{user}"}]
 func TestEngineExactlyOnceWhenDeliveryStateIsLost(t *testing.T) {
 	dir := t.TempDir()
 	h := startHub(t, dir)
-	var count sync.Map // key -> *atomic.Int32
-	srv := newFaultServer(t, func(_ int, key string, _ *http.Request, _ http.ResponseWriter) {
-		v, _ := count.LoadOrStore(key, new(atomic.Int32))
-		v.(*atomic.Int32).Add(1)
-	})
-	doc := fmt.Sprintf(`
-delivery: {deliver_policy: all, batch: 16, ack_wait: 1s}
-targets:
-  hook: {type: webhook, config: {url: %q}, timeout: 300ms, %s}
-routes: [{name: r, targets: [hook], format: "{user}"}]
-`, srv.URL, fastRetry)
+	count, doc := countingWebhook(t)
 	const n = 50
 	h.publishHare(n, func(i int) string { return fmt.Sprint("u", i) })
 	delivered := func() int {

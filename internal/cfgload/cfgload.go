@@ -107,21 +107,30 @@ func Keys(cfg any) []string {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// KeyName is the config key of struct field f: its mapstructure tag, or
+// its lower-cased name; ok is false for unexported fields and tag "-".
+func KeyName(f reflect.StructField) (name string, ok bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name, _, _ = strings.Cut(f.Tag.Get("mapstructure"), ",")
+	if name == "-" {
+		return "", false
+	}
+	if name == "" {
+		name = strings.ToLower(f.Name)
+	}
+	return name, true
+}
+
 // flatten records every leaf key with its default value. Structs are
 // branches; everything else (scalars, slices, maps) is a leaf.
 func flatten(prefix string, v reflect.Value, leaves map[string]any, branches map[string]bool) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
+		name, ok := KeyName(t.Field(i))
+		if !ok {
 			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
 		}
 		key := name
 		if prefix != "" {

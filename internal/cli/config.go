@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/warren-mesh/warren/internal/cfgload"
 )
 
 // PrintConfig writes cfg, a config struct decoded by mapstructure, as YAML
@@ -24,18 +26,8 @@ var durationType = reflect.TypeOf(time.Duration(0))
 func printStruct(w io.Writer, v reflect.Value, indent string, skip []string) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		if slices.Contains(skip, name) {
+		name, ok := cfgload.KeyName(t.Field(i))
+		if !ok || slices.Contains(skip, name) {
 			continue
 		}
 		fv := v.Field(i)
