@@ -366,7 +366,7 @@ func (w *stallWatch) run(ctx context.Context, cons jetstream.Consumer, every tim
 			suspect, seen = false, now
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, every)
+		cctx, cancel := context.WithTimeout(ctx, max(every, 5*time.Second))
 		info, err := cons.Info(cctx)
 		cancel()
 		// Deliveries awaiting an ack while the bridge holds none went

@@ -28,12 +28,12 @@ func watchConsumer(t *testing.T, e *testEdge) jetstream.Consumer {
 	return c
 }
 
-// runWatch runs a stall watch that checks every 20 ms for at most 40
-// checks and reports why it declared a stall ("" if it did not).
-func runWatch(t *testing.T, c jetstream.Consumer, w *stallWatch) string {
+// runWatch runs a stall watch that checks every 20 ms for at most the
+// given time and reports why it declared a stall ("" if it did not).
+func runWatch(t *testing.T, c jetstream.Consumer, w *stallWatch, within time.Duration) string {
 	t.Helper()
 	const every = 20 * time.Millisecond
-	ctx, cancel := context.WithTimeout(t.Context(), 40*every)
+	ctx, cancel := context.WithTimeout(t.Context(), within)
 	defer cancel()
 	stopped := false
 	w.run(ctx, c, every, func() { stopped = true })
@@ -70,7 +70,7 @@ func TestStallWatch(t *testing.T) {
 		e.publish(t, 3)
 		var w stallWatch
 		w.waiting.Store(true)
-		if why := runWatch(t, c, &w); !strings.Contains(why, "3 undelivered") {
+		if why := runWatch(t, c, &w, 10*time.Second); !strings.Contains(why, "3 undelivered") {
 			t.Errorf("stall reason %q, want 3 undelivered", why)
 		}
 	})
@@ -81,7 +81,7 @@ func TestStallWatch(t *testing.T) {
 		fetchAll(t, c, 3) // never acked
 		var w stallWatch
 		w.waiting.Store(true)
-		if why := runWatch(t, c, &w); !strings.Contains(why, "3 delivered elsewhere") {
+		if why := runWatch(t, c, &w, 10*time.Second); !strings.Contains(why, "3 delivered elsewhere") {
 			t.Errorf("stall reason %q, want 3 delivered elsewhere", why)
 		}
 	})
@@ -93,7 +93,7 @@ func TestStallWatch(t *testing.T) {
 		var w stallWatch
 		w.waiting.Store(true)
 		w.held.Store(2) // awaiting the hub's PubAcks
-		if why := runWatch(t, c, &w); why != "" {
+		if why := runWatch(t, c, &w, 800*time.Millisecond); why != "" {
 			t.Errorf("stall declared while the bridge holds the events: %s", why)
 		}
 	})
@@ -102,7 +102,7 @@ func TestStallWatch(t *testing.T) {
 		c := watchConsumer(t, e)
 		var w stallWatch
 		w.waiting.Store(true)
-		if why := runWatch(t, c, &w); why != "" {
+		if why := runWatch(t, c, &w, 800*time.Millisecond); why != "" {
 			t.Errorf("stall declared with nothing stored: %s", why)
 		}
 	})
@@ -111,7 +111,7 @@ func TestStallWatch(t *testing.T) {
 		c := watchConsumer(t, e)
 		e.publish(t, 3)
 		var w stallWatch // not waiting in Next: blocked on a full window
-		if why := runWatch(t, c, &w); why != "" {
+		if why := runWatch(t, c, &w, 800*time.Millisecond); why != "" {
 			t.Errorf("stall declared while not pulling: %s", why)
 		}
 	})
@@ -131,7 +131,7 @@ func TestForwardRecoversFromStalledConsumer(t *testing.T) {
 	edge.publish(t, 10)
 	waitDrained(t, edge, hub, 10, 20*time.Second)
 
-	if _, err := edge.js.PauseConsumer(t.Context(), event.EdgeStream, Durable, time.Now().Add(time.Second)); err != nil {
+	if _, err := edge.js.PauseConsumer(t.Context(), event.EdgeStream, Durable, time.Now().Add(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	edge.publish(t, 10)
