@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -296,4 +297,85 @@ func FuzzCheckPath(f *testing.F) {
 			t.Errorf("%q passes but resolves to %q", p, clean)
 		}
 	})
+}
+
+// openFDs counts this process's open descriptors (Linux /proc).
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
+
+// TestAppendFollowsRotation: the target keeps its file open between
+// notifications, yet a file renamed away (logrotate's create mode) or
+// deleted is reopened by name, so every notification lands in the file the
+// path names at that moment.
+func TestAppendFollowsRotation(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.log")
+	n := newNotifier(t, func(c *Config) { c.Path = p })
+	defer n.Close()
+	notify(t, n, msg("a", "one"))
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	notify(t, n, msg("a", "two"))
+	if got := readFile(t, p+".1"); got != "one\n" {
+		t.Errorf("rotated file %q, want only the line before the rotation", got)
+	}
+	if got := readFile(t, p); got != "two\n" {
+		t.Errorf("new file %q, want the line after the rotation", got)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	notify(t, n, msg("a", "three"))
+	if got := readFile(t, p); got != "three\n" {
+		t.Errorf("after a delete %q, want the file made again", got)
+	}
+	// copytruncate: the same file, emptied; O_APPEND writes at its new end.
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	notify(t, n, msg("a", "four"))
+	if got := readFile(t, p); got != "four\n" {
+		t.Errorf("after a truncate %q", got)
+	}
+}
+
+// TestAppendKeepsFewDescriptors: many templated paths keep at most maxOpen
+// descriptors open; Close releases them and later notifications still
+// land.
+func TestAppendKeepsFewDescriptors(t *testing.T) {
+	dir := t.TempDir()
+	n := newNotifier(t, func(c *Config) { c.Path = filepath.Join(dir, "{{.Edge}}.log") })
+	before := openFDs(t)
+	for i := range 3 * maxOpen {
+		notify(t, n, msg(fmt.Sprint("e", i), "x"))
+		notify(t, n, msg(fmt.Sprint("e", i), "y"))
+	}
+	if kept := openFDs(t) - before; kept > maxOpen {
+		t.Errorf("%d descriptors kept open for %d paths, want at most %d", kept, 3*maxOpen, maxOpen)
+	}
+	for i := range 3 * maxOpen {
+		if got := readFile(t, filepath.Join(dir, fmt.Sprint("e", i)+".log")); got != "x\ny\n" {
+			t.Fatalf("e%d.log = %q", i, got)
+		}
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if kept := openFDs(t) - before; kept > 0 {
+		t.Errorf("%d descriptors still open after Close", kept)
+	}
+	notify(t, n, msg("e0", "z"))
+	if got := readFile(t, filepath.Join(dir, "e0.log")); got != "x\ny\nz\n" {
+		t.Errorf("append after Close: %q", got)
+	}
+	if kept := openFDs(t) - before; kept > 0 {
+		t.Errorf("%d descriptors open after an append following Close", kept)
+	}
 }
