@@ -99,14 +99,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		runCmd(g, stderr),
 		checkConfigCmd(g, stdout),
 		statusCmd(g, stdout),
-		&cobra.Command{
-			Use:   "version",
-			Short: "print the version",
-			Args:  cobra.NoArgs,
-			Run: func(cmd *cobra.Command, _ []string) {
-				fmt.Fprintf(stdout, "edge %s\n", version.String())
-			},
-		},
+		cli.VersionCmd("edge", stdout),
 	)
 	return root
 }

@@ -95,14 +95,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		edgesCmd(g, stdout),
 		pkiCmd(g, stdout),
 		notifyCmd(g, stdout, stderr),
-		&cobra.Command{
-			Use:   "version",
-			Short: "print the version",
-			Args:  cobra.NoArgs,
-			Run: func(cmd *cobra.Command, _ []string) {
-				fmt.Fprintf(stdout, "hub %s\n", version.String())
-			},
-		},
+		cli.VersionCmd("hub", stdout),
 	)
 	return root
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warren-mesh/warren/internal/cfgload"
+	"github.com/warren-mesh/warren/internal/version"
 )
 
 // Exit codes of the daemons' commands.
@@ -86,4 +87,16 @@ func NewLogger(level, format string, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// VersionCmd is the `version` command of daemon name.
+func VersionCmd(name string, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(stdout, "%s %s\n", name, version.String())
+		},
+	}
 }
