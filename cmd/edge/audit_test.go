@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,6 +23,7 @@ import (
 	"github.com/warren-mesh/warren/internal/audit"
 	"github.com/warren-mesh/warren/internal/audit/audittest"
 	"github.com/warren-mesh/warren/internal/event"
+	"github.com/warren-mesh/warren/internal/mosqtest"
 	"github.com/warren-mesh/warren/internal/promtest"
 )
 
@@ -297,56 +296,14 @@ func TestEdgeFollowsMosquitto(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs an edge and mosquitto")
 	}
-	broker, err := exec.LookPath("mosquitto")
-	if err != nil {
-		broker = "/usr/sbin/mosquitto"
-	}
-	passwd, perr := exec.LookPath("mosquitto_passwd")
-	if _, err := os.Stat(broker); err != nil || perr != nil {
-		if os.Getenv("WARREN_REQUIRE_ALL") == "1" {
-			t.Fatal("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
-		}
-		t.Skip("mosquitto is not installed")
-	}
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	logPath := filepath.Join(dir, "mosquitto.log")
-	pwPath := filepath.Join(dir, "passwd")
-	if out, err := exec.Command(passwd, "-b", "-c", pwPath, "bob", "secret").CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-	}
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf("user %s\nlistener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\nlog_dest file %s\nlog_type all\nconnection_messages true\nlog_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-		me.Username, port, pwPath, logPath)
-	confPath := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mq := mosqtest.New(t, "127.0.0.1", "bob", "secret")
+	port, logPath := mq.Port, mq.LogPath
 	ae := startAuditEdge(t, func(c *edge.Config) {
 		c.Audit.Mosquitto.LogFile = logPath
 		c.Audit.Mosquitto.FromStart = true
 	})
-	cmd := exec.Command(broker, "-c", confPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	mq.Start(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitUntil(t, "mosquitto listening", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
 	c, err := mqttLogin(t, addr, "", "mosq-dev", "bob", "secret")
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/warren-mesh/warren/internal/mosqlog"
+	"github.com/warren-mesh/warren/internal/mosqtest"
 )
 
 // convertFile runs a captured mosquitto log through the converter.
@@ -123,47 +120,12 @@ func TestMosquittoFixtureOld(t *testing.T) {
 // paho clients connect (one from an untrusted address, one with a wrong
 // password, repeatedly), and follows the log with the auditor.
 func TestMosquittoReal(t *testing.T) {
-	broker := "/usr/sbin/mosquitto"
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		broker = p
-	}
-	if _, err := os.Stat(broker); err != nil {
-		if os.Getenv("WARREN_REQUIRE_ALL") == "1" {
-			t.Fatal("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
-		}
-		t.Skip("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
-	}
-	passwd, err := exec.LookPath("mosquitto_passwd")
-	if err != nil {
-		t.Skip("mosquitto_passwd is not installed")
-	}
 	if testing.Short() {
 		t.Skip("runs a real broker")
 	}
 	needLoopbackAlias(t, "127.0.0.2", "127.0.0.5")
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	logPath := filepath.Join(dir, "mosquitto.log")
-	pwPath := filepath.Join(dir, "passwd")
-	if out, err := exec.Command(passwd, "-b", "-c", pwPath, "alice", "right").CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-	}
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// "user <me>": Debian's broker would otherwise drop to user mosquitto.
-	conf := fmt.Sprintf("user %s\nlistener %d 0.0.0.0\nallow_anonymous false\npassword_file %s\nlog_dest file %s\nlog_type all\nconnection_messages true\nlog_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-		me.Username, port, pwPath, logPath)
-	confPath := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mq := mosqtest.New(t, "0.0.0.0", "alice", "right")
+	port, logPath := mq.Port, mq.LogPath
 
 	cfg := DefaultConfig()
 	cfg.Trusted = []string{"127.0.0.1/32"}
@@ -181,40 +143,22 @@ func TestMosquittoReal(t *testing.T) {
 	go func() {
 		followDone <- aud.FollowMosquitto(ctx, MosquittoOptions{Path: logPath, FromStart: true, Poll: 20 * time.Millisecond, Location: time.Local})
 	}()
-	cmd := exec.Command(broker, "-c", confPath)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
 		cancel()
 		if err := <-followDone; err != nil {
 			t.Errorf("FollowMosquitto: %v", err)
 		}
 		<-runDone
 		if t.Failed() {
-			t.Logf("mosquitto stderr: %s", stderr.String())
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("mosquitto log:\n%s", b)
-			}
 			t.Logf("events:\n%s", sink.dump())
 		}
 	}()
+	mq.Start(t)
 	ver := sink.waitEvent(t, "broker version", func(e Event) bool { return e.Kind == KindVersion && e.Lang == "mosquitto" })
 	if ver.Version == "" || ver.Observer != "site-a" {
 		t.Errorf("version event: %+v", ver)
 	}
 	sink.waitEvent(t, "old mosquitto alert", func(e Event) bool { return e.Kind == KindAlert && e.Rule == RuleOldVersion })
-	waitFor(t, "broker listening", func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
 
 	good, err := mqttConnect(t, port, mqttOpts{id: "good-1", user: "alice", pass: "right"})
 	if err != nil {

@@ -3,14 +3,14 @@ package mosqlog
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warren-mesh/warren/internal/mosqtest"
 )
 
 type collector struct {
@@ -111,46 +111,15 @@ func TestFollowRotation(t *testing.T) {
 // TestRealMosquitto runs Debian's mosquitto writing its log while real
 // clients connect, one with a wrong password, and follows that log.
 func TestRealMosquitto(t *testing.T) {
-	broker, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, err2 := os.Stat("/usr/sbin/mosquitto"); err2 != nil {
-			t.Skip("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
-		}
-		broker = "/usr/sbin/mosquitto"
+	if testing.Short() {
+		t.Skip("runs a real broker")
 	}
 	pub, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Skip("mosquitto_pub is not installed (apt-get install mosquitto-clients)")
 	}
-	if testing.Short() {
-		t.Skip("runs a real broker")
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	logPath := filepath.Join(dir, "mosquitto.log")
-	pwPath := filepath.Join(dir, "passwd")
-	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pwPath, "alice", "right").CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-	}
-	os.Chmod(pwPath, 0o644)
-	// Debian's broker drops to user mosquitto unless told to stay as we are.
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf("user %s\nlistener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\nlog_dest file %s\nlog_type all\nconnection_messages true\nlog_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n", me.Username, port, pwPath, logPath)
-	confPath := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mq := mosqtest.New(t, "127.0.0.1", "alice", "right")
+	port, logPath := mq.Port, mq.LogPath
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var c collector
@@ -158,11 +127,8 @@ func TestRealMosquitto(t *testing.T) {
 	go func() {
 		done <- Follow(ctx, logPath, FollowOptions{FromStart: true, Poll: 20 * time.Millisecond, Location: time.Local}, c.add)
 	}()
-	cmd := exec.Command(broker, "-c", confPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait(); cancel(); <-done }()
+	defer func() { cancel(); <-done }()
+	mq.Start(t)
 	c.waitFor(t, "broker start", func(r []Record) bool {
 		for _, x := range r {
 			if x.Kind == KindServer && x.Reason == "running" {
