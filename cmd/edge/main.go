@@ -54,18 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // flagKeys maps the configuration flags to their keys.
-var flagKeys = map[string]string{
-	"id":           "id",
-	"data-dir":     "data_dir",
-	"udp-listen":   "udp.listen",
-	"mqtt-listen":  "mqtt.listen",
-	"admin-listen": "admin.listen",
-	"log-level":    "log.level",
-	"log-format":   "log.format",
-	"hub-url":      "hub.url",
-	// dev only: gossip without a key (discovery refuses to start otherwise)
-	"insecure-gossip": "discovery.insecure",
-}
+var flagKeys = cli.CommonFlagKeys(map[string]string{
+	"id":          "id",
+	"udp-listen":  "udp.listen",
+	"mqtt-listen": "mqtt.listen",
+	"hub-url":     "hub.url",
+})
 
 // globals are the flags every command has.
 type globals struct {
@@ -73,26 +67,12 @@ type globals struct {
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "edge",
-		Short:         "warren edge: durable hare/MQTT ingest and store-and-forward to the hub",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root := cli.NewRoot("edge", "EDGE", "warren edge: durable hare/MQTT ingest and store-and-forward to the hub", stdout, stderr)
 	pf := root.PersistentFlags()
-	pf.StringP("config", "c", "", "YAML configuration file (default $EDGE_CONFIG; none: embedded defaults)")
 	pf.String("id", "", "edge id (id; default: the host name)")
-	pf.String("data-dir", "", "data directory (data_dir)")
 	pf.String("udp-listen", "", "hare datagram listener, host:port (udp.listen)")
 	pf.String("mqtt-listen", "", "MQTT listener, host:port (mqtt.listen)")
-	pf.String("admin-listen", "", "admin listener, 127.0.0.1:PORT or unix:/path (admin.listen)")
-	pf.String("log-level", "", "debug, info, warn or error (log.level)")
-	pf.String("log-format", "", "text or json (log.format)")
 	pf.String("hub-url", "", "hub address, tls://host:port (hub.url)")
-	pf.Bool("insecure-gossip", false, "DEVELOPMENT ONLY: run discovery gossip without encryption (discovery.insecure)")
 	g := &globals{flags: pf}
 
 	root.AddCommand(

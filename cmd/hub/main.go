@@ -58,34 +58,12 @@ type globals struct {
 }
 
 // flagKeys maps persistent flags to configuration keys.
-var flagKeys = map[string]string{
-	"data-dir":     "data_dir",
-	"pki-dir":      "pki_dir",
-	"admin-listen": "admin.listen",
-	"log-level":    "log.level",
-	"log-format":   "log.format",
-	// dev only: gossip without a key (discovery refuses to start otherwise)
-	"insecure-gossip": "discovery.insecure",
-}
+var flagKeys = cli.CommonFlagKeys(map[string]string{"pki-dir": "pki_dir"})
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "hub",
-		Short:         "warren hub: receives, stores and republishes every edge event",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root := cli.NewRoot("hub", "HUB", "warren hub: receives, stores and republishes every edge event", stdout, stderr)
 	pf := root.PersistentFlags()
-	pf.StringP("config", "c", "", "YAML configuration file (default $HUB_CONFIG; none: embedded defaults)")
-	pf.String("data-dir", "", "data directory (data_dir)")
 	pf.String("pki-dir", "", "PKI directory (pki_dir; default <data_dir>/pki)")
-	pf.String("admin-listen", "", "admin listener, 127.0.0.1:PORT or unix:/path (admin.listen)")
-	pf.String("log-level", "", "debug, info, warn or error (log.level)")
-	pf.String("log-format", "", "text or json (log.format)")
-	pf.Bool("insecure-gossip", false, "DEVELOPMENT ONLY: run discovery gossip without encryption (discovery.insecure)")
 	g := &globals{flags: pf}
 
 	root.AddCommand(

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 
@@ -99,4 +100,42 @@ func VersionCmd(name string, stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "%s %s\n", name, version.String())
 		},
 	}
+}
+
+// NewRoot is a daemon's root command with the flags both daemons have:
+// --config (default $<PREFIX>_CONFIG), --data-dir, --admin-listen,
+// --log-level, --log-format and --insecure-gossip. CommonFlagKeys maps them
+// to their configuration keys.
+func NewRoot(name, prefix, short string, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           name,
+		Short:         short,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringP("config", "c", "", "YAML configuration file (default $"+prefix+"_CONFIG; none: embedded defaults)")
+	pf.String("data-dir", "", "data directory (data_dir)")
+	pf.String("admin-listen", "", "admin listener, 127.0.0.1:PORT or unix:/path (admin.listen)")
+	pf.String("log-level", "", "debug, info, warn or error (log.level)")
+	pf.String("log-format", "", "text or json (log.format)")
+	pf.Bool("insecure-gossip", false, "DEVELOPMENT ONLY: run discovery gossip without encryption (discovery.insecure)")
+	return root
+}
+
+// CommonFlagKeys maps the flags of NewRoot to their configuration keys.
+func CommonFlagKeys(more map[string]string) map[string]string {
+	keys := map[string]string{
+		"data-dir":     "data_dir",
+		"admin-listen": "admin.listen",
+		"log-level":    "log.level",
+		"log-format":   "log.format",
+		// dev only: gossip without a key (discovery refuses to start otherwise)
+		"insecure-gossip": "discovery.insecure",
+	}
+	maps.Copy(keys, more)
+	return keys
 }
