@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -86,9 +87,9 @@ func (e *Edge) natsLogHook(level slog.Level, msg string) {
 	}
 }
 
-func (e *Edge) unsignedDatagram(remote string) {
+func (e *Edge) unsignedDatagram(remote netip.AddrPort) {
 	if f := e.hooks.unsigned.Load(); f != nil {
-		(*f)(remote)
+		(*f)(remote.String())
 	}
 }
 

@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -79,9 +81,12 @@ func (e *Edge) readUDP(conn *net.UDPConn, subject string) {
 		if reason != "" {
 			e.counters.reject(reason, 1)
 			if reason == ReasonUnsigned {
-				e.unsignedDatagram(src.String())
+				e.unsignedDatagram(src)
 			}
-			log.Debug("datagram rejected", "reason", reason, "remote", src.String(), "size", n)
+			// A flood lands here: build the log line only when it is shown.
+			if log.Enabled(context.Background(), slog.LevelDebug) {
+				log.Debug("datagram rejected", "reason", reason, "remote", src.String(), "size", n)
+			}
 			continue
 		}
 		auth := "unsigned"

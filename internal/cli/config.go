@@ -76,9 +76,9 @@ func flowValue(v reflect.Value) string {
 		t := v.Type()
 		var parts []string
 		for i := 0; i < t.NumField(); i++ {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
-			if name == "" {
-				name = strings.ToLower(t.Field(i).Name)
+			name, ok := cfgload.KeyName(t.Field(i))
+			if !ok {
+				continue
 			}
 			parts = append(parts, fmt.Sprintf("%q: %s", name, yamlValue(name, v.Field(i))))
 		}
