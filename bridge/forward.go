@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -528,14 +527,7 @@ func drain(window <-chan *flight) {
 // control headers (Nats-*, meant for the edge stream, not the hub's), and
 // the Msg-Id and provenance headers.
 func hubMsg(edgeID, epoch string, m jetstream.Msg, seq uint64) *nats.Msg {
-	src := m.Headers()
-	h := make(nats.Header, len(src)+4)
-	for k, v := range src {
-		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
-			continue
-		}
-		h[k] = v
-	}
+	h := event.WithoutControl(m.Headers(), 4)
 	h[event.HdrMsgID] = []string{event.MsgID(edgeID, epoch, seq)}
 	h[event.HdrEpoch] = []string{epoch}
 	h[event.HdrSeq] = []string{strconv.FormatUint(seq, 10)}

@@ -222,13 +222,7 @@ func (i *ingest) handle(m *nats.Msg) {
 	// Keep the edge's headers except any Nats-* one: JetStream acts on
 	// those (expected sequences, rollups, TTLs...), and an edge may only
 	// choose its Msg-Id, which was checked above.
-	hdr := make(nats.Header, len(m.Header)+1)
-	for k, v := range m.Header {
-		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
-			continue
-		}
-		hdr[k] = v
-	}
+	hdr := event.WithoutControl(m.Header, 2)
 	hdr[event.HdrMsgID] = []string{msgID}
 	hdr[event.HdrEdge] = []string{id}
 	p := &pending{edge: id, epoch: epoch, msgID: msgID, seq: seq, reply: m.Reply, rest: rest, data: m.Data, hdr: hdr, start: time.Now()}

@@ -122,3 +122,18 @@ func ValidID(id string) error {
 	}
 	return nil
 }
+
+// WithoutControl copies headers h without the NATS/JetStream control
+// headers (Nats-*, any case), leaving room for extra more. Forwarded events
+// must not carry them: JetStream acts on them (expected stream or sequence,
+// rollups, TTLs, Msg-Id), and only warren chooses those at each hop.
+func WithoutControl[H ~map[string][]string](h H, extra int) H {
+	out := make(H, len(h)+extra)
+	for k, v := range h {
+		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}

@@ -146,3 +146,14 @@ func FuzzTopic(f *testing.F) {
 		}
 	})
 }
+
+func TestWithoutControl(t *testing.T) {
+	in := map[string][]string{"Nats-Msg-Id": {"x"}, "nats-expected-stream": {"EDGE"}, "NATS-Rollup": {"all"}, "Warren-Edge": {"e"}, "Nat": {"short"}}
+	out := WithoutControl(in, 1)
+	if len(out) != 2 || out["Warren-Edge"][0] != "e" || out["Nat"][0] != "short" {
+		t.Errorf("WithoutControl = %v, want only Warren-Edge and Nat", out)
+	}
+	if len(in) != 5 {
+		t.Error("the input was changed")
+	}
+}
