@@ -334,9 +334,38 @@ func compileMatch(m MatchConfig, key string) (*matcher, error) {
 	return out, errors.Join(errs...)
 }
 
-// match reports whether the event matches, and when not, which condition
-// failed (for dry runs).
-func (m *matcher) match(ev *Event) (bool, string) {
+// match reports whether the event matches, and when not and explain is
+// set (dry runs), which condition failed. Live routing passes false: the
+// text would be built for every route an event does not take.
+func (m *matcher) match(ev *Event, explain bool) (bool, string) {
+	failed := m.failed(ev)
+	if failed == condNone || !explain {
+		return failed == condNone, ""
+	}
+	switch failed {
+	case condTopic:
+		return false, fmt.Sprintf("topic %q matches none of %q", ev.Topic, m.topics)
+	case condEdge:
+		return false, fmt.Sprintf("edge %q matches none of %q", ev.Edge, m.edges)
+	case condSource:
+		return false, fmt.Sprintf("source %q matches none of %q", ev.Source, m.sources)
+	default:
+		c := m.fields[failed-condField]
+		return false, fmt.Sprintf("field condition on %q does not hold", strings.Join(c.path, "."))
+	}
+}
+
+// Conditions failed reports; condField+i is field condition i.
+const (
+	condNone = iota - 1
+	condTopic
+	condEdge
+	condSource
+	condField
+)
+
+// failed returns the first condition ev fails, or condNone.
+func (m *matcher) failed(ev *Event) int {
 	if len(m.topics) > 0 {
 		ok := false
 		for _, f := range m.topics {
@@ -346,19 +375,19 @@ func (m *matcher) match(ev *Event) (bool, string) {
 			}
 		}
 		if !ok {
-			return false, fmt.Sprintf("topic %q matches none of %q", ev.Topic, m.topics)
+			return condTopic
 		}
 	}
 	if len(m.edges) > 0 && !matchGlobs(m.edges, ev.Edge) {
-		return false, fmt.Sprintf("edge %q matches none of %q", ev.Edge, m.edges)
+		return condEdge
 	}
 	if len(m.sources) > 0 && !matchGlobs(m.sources, ev.Source) {
-		return false, fmt.Sprintf("source %q matches none of %q", ev.Source, m.sources)
+		return condSource
 	}
-	for _, c := range m.fields {
+	for i, c := range m.fields {
 		if !c.match(ev.doc) {
-			return false, fmt.Sprintf("field condition on %q does not hold", strings.Join(c.path, "."))
+			return condField + i
 		}
 	}
-	return true, ""
+	return condNone
 }

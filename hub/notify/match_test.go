@@ -197,7 +197,7 @@ func TestMatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := NewEvent("id", "logging/hare", "site-3", "udp", []byte(`{"user":"root"}`), nowForTest)
-	if ok, why := m.match(ev); !ok {
+	if ok, why := m.match(ev, true); !ok {
 		t.Fatalf("no match: %s", why)
 	}
 	for _, mod := range []func(*Event){
@@ -210,8 +210,27 @@ func TestMatcher(t *testing.T) {
 	} {
 		e := *ev
 		mod(&e)
-		if ok, why := m.match(&e); ok || why == "" {
+		if ok, why := m.match(&e, true); ok || why == "" {
 			t.Errorf("matched %+v (why %q)", e, why)
 		}
+	}
+}
+
+// TestLiveMatchBuildsNoExplanation: live routing (explain false) gets no
+// text for a route it does not take, and allocates nothing for it.
+func TestLiveMatchBuildsNoExplanation(t *testing.T) {
+	m, err := compileMatch(MatchConfig{Topic: []string{"backup/#"}, Edge: []string{"site-*"}}, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := NewEvent("id", "logging/hare", "site-1", "udp", []byte(`{"user":"x"}`), nowForTest)
+	if ok, why := m.match(ev, false); ok || why != "" {
+		t.Errorf("match(explain=false) = %v, %q; want false, \"\"", ok, why)
+	}
+	if _, why := m.match(ev, true); !strings.Contains(why, "logging/hare") {
+		t.Errorf("match(explain=true) reason %q", why)
+	}
+	if n := testing.AllocsPerRun(100, func() { m.match(ev, false) }); n != 0 {
+		t.Errorf("a live non-match allocates %v times", n)
 	}
 }

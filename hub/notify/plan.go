@@ -114,7 +114,7 @@ func walkRoutes(rs []*route, ev *Event, rep *Report, depth int) []*route {
 }
 
 func (r *route) walk(ev *Event, rep *Report, depth int) []*route {
-	ok, why := r.match.match(ev)
+	ok, why := r.match.match(ev, rep != nil)
 	if rep != nil {
 		rep.Routes = append(rep.Routes, RouteStep{Route: r.name, Key: r.key, Depth: depth, Matched: ok, Reason: why})
 	}
