@@ -13,26 +13,17 @@ import (
 )
 
 // MessageFromHub reads a message of the HUB stream (subject
-// hub.ev.<edge>.<subject>, warren headers) into a Message. The topic is
-// the Warren-Topic header, or made from the subject when it is missing.
+// hub.ev.<edge>.<subject>, warren headers) into a Message: edge and topic
+// from the subject, as the notifier reads them (event.HubOrigin).
 func MessageFromHub(subject string, h nats.Header, data []byte) (Message, error) {
-	edge, rest, err := event.SplitHub(subject)
+	edge, topic, received, err := event.HubOrigin(subject, h)
 	if err != nil {
 		return Message{}, err
-	}
-	m := Message{Edge: edge, Topic: h.Get(event.HdrTopic), Source: h.Get(event.HdrSource), Payload: data}
-	if m.Topic == "" {
-		m.Topic = event.SubjectToTopic(rest)
 	}
 	if e := h.Get(event.HdrEdge); e != "" && e != edge {
 		return Message{}, fmt.Errorf("subject %q: edge header %q differs", subject, e)
 	}
-	if r := h.Get(event.HdrReceived); r != "" {
-		if t, err := time.Parse(time.RFC3339Nano, r); err == nil {
-			m.Time = t
-		}
-	}
-	return m, nil
+	return Message{Edge: edge, Topic: topic, Source: h.Get(event.HdrSource), Payload: data, Time: received}, nil
 }
 
 // FollowOptions tune Follow.

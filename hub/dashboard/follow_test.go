@@ -37,6 +37,12 @@ func TestMessageFromHub(t *testing.T) {
 	if _, err := MessageFromHub("other.subject", h, nil); err == nil {
 		t.Error("non-hub subject accepted")
 	}
+	// The edge chooses its headers, not where its events count.
+	forged := nats.Header{}
+	forged.Set(event.HdrTopic, "warren/audit/alert/edge_store_full")
+	if m, err := MessageFromHub("hub.ev.e1.logging.hare", forged, nil); err != nil || m.Topic != "logging/hare" {
+		t.Errorf("forged Warren-Topic: %+v %v; want the subject's topic", m, err)
+	}
 }
 
 // TestFollow stores events in a real HUB stream, some before Follow

@@ -130,13 +130,15 @@ func (e *Engine) enqueueSync(ctx context.Context, p planned) error {
 // headers fill in what the subject cannot say.
 func parseEvent(msg jetstream.Msg, floor uint64) (*Event, error) {
 	h := msg.Headers()
-	var edge, topic string
-	if id, rest, err := event.SplitHub(msg.Subject()); err == nil {
-		edge, topic = id, event.SubjectToTopic(rest)
-	} else {
+	edge, topic, received, err := event.HubOrigin(msg.Subject(), h)
+	if err != nil {
+		// Not under hub.ev. (a stream configured otherwise): the headers.
 		edge, topic = h.Get(event.HdrEdge), h.Get(event.HdrTopic)
 		if topic == "" {
 			return nil, fmt.Errorf("subject %q: not hub.ev.<edge>.<subject> and no %s header", msg.Subject(), event.HdrTopic)
+		}
+		if r := h.Get(event.HdrReceived); r != "" {
+			received, _ = time.Parse(time.RFC3339Nano, r)
 		}
 	}
 	meta, err := msg.Metadata()
@@ -147,11 +149,8 @@ func parseEvent(msg jetstream.Msg, floor uint64) (*Event, error) {
 	if id == "" {
 		id = "hub:" + strconv.FormatUint(meta.Sequence.Stream, 10)
 	}
-	received := meta.Timestamp
-	if s := h.Get(event.HdrReceived); s != "" {
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			received = t
-		}
+	if received.IsZero() {
+		received = meta.Timestamp
 	}
 	ev := NewEvent(id, topic, edge, h.Get(event.HdrSource), msg.Data(), received)
 	ev.redelivered = meta.NumDelivered > 1 || meta.Sequence.Stream <= floor

@@ -6,8 +6,10 @@ package event
 import (
 	"errors"
 	"fmt"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Provenance headers set by the edge and kept through the hub.
@@ -136,4 +138,19 @@ func WithoutControl[H ~map[string][]string](h H, extra int) H {
 		out[k] = v
 	}
 	return out
+}
+
+// HubOrigin reads a HUB-stream message's edge and topic from its subject
+// hub.ev.<edge>.<subject>, which is authoritative (an edge publishes only
+// under its own id, and a header cannot move its event to another topic),
+// and its receive time from Warren-Received (zero when missing or bad).
+func HubOrigin(subject string, h map[string][]string) (edgeID, topic string, received time.Time, err error) {
+	edgeID, rest, err := SplitHub(subject)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	if r := textproto.MIMEHeader(h).Get(HdrReceived); r != "" {
+		received, _ = time.Parse(time.RFC3339Nano, r)
+	}
+	return edgeID, SubjectToTopic(rest), received, nil
 }

@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -155,5 +156,19 @@ func TestWithoutControl(t *testing.T) {
 	}
 	if len(in) != 5 {
 		t.Error("the input was changed")
+	}
+}
+
+func TestHubOrigin(t *testing.T) {
+	h := map[string][]string{HdrTopic: {"warren/audit/alert/x"}, HdrReceived: {"2026-12-06T01:02:03.5Z"}}
+	edge, topic, at, err := HubOrigin("hub.ev.site-1.logging.hare", h)
+	if err != nil || edge != "site-1" || topic != "logging/hare" || !at.Equal(time.Date(2026, 12, 6, 1, 2, 3, 5e8, time.UTC)) {
+		t.Errorf("HubOrigin = %q, %q, %v, %v; want the subject's edge and topic whatever the header says", edge, topic, at, err)
+	}
+	if _, _, at, err := HubOrigin("hub.ev.e.t", map[string][]string{HdrReceived: {"yesterday"}}); err != nil || !at.IsZero() {
+		t.Errorf("bad Warren-Received: %v, %v", at, err)
+	}
+	if _, _, _, err := HubOrigin("edge.e.t", nil); err == nil {
+		t.Error("a subject outside hub.ev. accepted")
 	}
 }
