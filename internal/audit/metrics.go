@@ -120,6 +120,9 @@ type capped struct {
 
 	mu   sync.Mutex
 	last map[string]time.Time
+	// noIdleUntil: a full scan found no name idle before this time, so
+	// until then a new name goes to OtherLabel without another scan.
+	noIdleUntil time.Time
 }
 
 func newCapped(vec *prometheus.CounterVec, labelName string, max int, idle time.Duration, now func() time.Time) *capped {
@@ -141,13 +144,18 @@ func (c *capped) label(name string) string {
 		c.last[name] = now
 		return name
 	}
-	if len(c.last) >= c.max {
+	if len(c.last) >= c.max && !now.Before(c.noIdleUntil) {
+		oldest := now
 		for k, t := range c.last {
 			if now.Sub(t) > c.idle {
 				delete(c.last, k)
 				c.vec.DeletePartialMatch(prometheus.Labels{c.labelName: k})
+			} else if t.Before(oldest) {
+				oldest = t
 			}
 		}
+		// Names only get younger, so none idles before the oldest does.
+		c.noIdleUntil = oldest.Add(c.idle)
 	}
 	if len(c.last) >= c.max {
 		return OtherLabel
