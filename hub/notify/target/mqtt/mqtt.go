@@ -36,12 +36,17 @@ type Notifier struct {
 	red    *target.Redactor
 	logger *slog.Logger
 
+	connect sync.Once // the first Notify starts the connection
+	started bool      // set under connect: Connect was called
+
 	mu sync.Mutex
 	up chan struct{} // closed while connected
 }
 
-// New returns an MQTT target and starts connecting in the background; it
-// does not wait for the broker. logger receives connection state changes.
+// New returns an MQTT target. It connects with its first notification,
+// not before, so building targets to check a configuration (`hub
+// check-config`, the start-up check) dials nothing. logger receives
+// connection state changes.
 func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,9 +114,6 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 		opts.SetTLSConfig(tc)
 	}
 	n.client = paho.NewClient(opts)
-	// With ConnectRetry the token completes only once connected (or on
-	// Disconnect); nothing waits on it.
-	n.client.Connect()
 	return n, nil
 }
 
@@ -152,6 +154,9 @@ func (n *Notifier) Notify(ctx context.Context, m *target.Message) (bool, error) 
 	if err != nil {
 		return false, err
 	}
+	// With ConnectRetry the token completes only once connected (or on
+	// Disconnect); nothing waits on it, the up channel says when.
+	n.connect.Do(func() { n.started = true; n.client.Connect() })
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
 	select {
@@ -174,7 +179,10 @@ func (n *Notifier) Notify(ctx context.Context, m *target.Message) (bool, error) 
 // Close disconnects from the broker, waiting up to 250 ms for in-flight
 // work.
 func (n *Notifier) Close() error {
-	n.client.Disconnect(250)
+	n.connect.Do(func() {}) // a later Notify must not connect
+	if n.started {          // read after Do: ordered by the Once
+		n.client.Disconnect(250)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,5 +291,53 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := New(c, slog.New(slog.DiscardHandler)); err == nil || !strings.HasPrefix(err.Error(), "url") {
 		t.Errorf("New without url = %v, want an error about url", err)
+	}
+}
+
+// TestNewDialsNothing: building the target (as check-config and the hub's
+// start-up check do) opens no connection; the first notification does.
+func TestNewDialsNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	c := DefaultConfig()
+	c.URL = "tcp://" + ln.Addr().String()
+	c.Topic = "a/b"
+	c.Timeout = 300 * time.Millisecond
+	built, err := New(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.Close()
+	n, err := New(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	select {
+	case <-accepted:
+		t.Fatal("New connected to the broker")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := n.Notify(context.Background(), &target.Message{ID: "x", Body: "b"}); err == nil {
+		t.Error("Notify succeeded against a broker that closes every connection")
+	}
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Error("Notify did not connect")
 	}
 }
