@@ -1,6 +1,7 @@
 package target
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -214,4 +215,18 @@ func URLSecrets(raw string) []string {
 		}
 	}
 	return out
+}
+
+// LoadCAPool reads a PEM bundle of CAs (a target's ca_file) to trust
+// instead of the system roots.
+func LoadCAPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

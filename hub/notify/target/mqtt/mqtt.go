@@ -7,12 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -101,13 +99,9 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 	if cfg.CAFile != "" || cfg.TLSServerName != "" {
 		tc := &tls.Config{ServerName: cfg.TLSServerName, MinVersion: tls.VersionTLS12}
 		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
+			pool, err := target.LoadCAPool(cfg.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", cfg.CAFile)
+				return nil, err
 			}
 			tc.RootCAs = pool
 		}

@@ -78,13 +78,9 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	n.tls = &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := target.LoadCAPool(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", cfg.CAFile)
+			return nil, err
 		}
 		n.tls.RootCAs = pool
 	}
