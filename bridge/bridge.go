@@ -20,9 +20,9 @@ import (
 // stream.
 const Durable = "bridge"
 
-// StatusSubject is the subject token, after edge.<edge-id>., of the status
-// heartbeat the bridge sends to the hub.
-const StatusSubject = "$warren.status"
+// StatusSubject is the subject token of the status heartbeat
+// (event.StatusSubject).
+const StatusSubject = event.StatusSubject
 
 // Source is what the bridge needs from the edge runtime.
 type Source interface {
@@ -138,21 +138,8 @@ type LinkStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// Heartbeat is the JSON body of the status request the bridge sends to
-// edge.<edge-id>.$warren.status every Config.Heartbeat and after every
-// connect. The hub answers "ok"; a missing answer is not an error.
-type Heartbeat struct {
-	ID           string    `json:"id"`            // edge id
-	Version      string    `json:"version"`       // edge build version
-	Epoch        string    `json:"epoch"`         // edge store epoch
-	Started      time.Time `json:"started"`       // when the bridge was made (edge start)
-	BacklogMsgs  uint64    `json:"backlog_msgs"`  // events stored at the edge, not yet confirmed
-	BacklogBytes uint64    `json:"backlog_bytes"` // their size
-	OldestAgeMs  int64     `json:"oldest_age_ms"` // age of the oldest of them, 0 when none
-	Forwarded    uint64    `json:"forwarded"`     // events confirmed by the hub since start
-	LinkSince    time.Time `json:"link_since"`    // when the current hub connection was made
-	StoreFull    uint64    `json:"store_full"`    // events refused since start because the edge store was full
-}
+// Heartbeat is the status heartbeat's body (event.Heartbeat).
+type Heartbeat = event.Heartbeat
 
 // New checks cfg and the edge identity and returns a Bridge. When the link
 // is configured (Config.URL set or a WithHubAddrs hook given) it also loads
@@ -464,9 +451,6 @@ func (b *Bridge) refreshBacklog(ctx context.Context, stream jetstream.Stream) {
 // heartbeat builds the status heartbeat body from the current state.
 func (b *Bridge) heartbeat() Heartbeat {
 	ls := b.Status()
-	b.mu.Lock()
-	since := b.st.since
-	b.mu.Unlock()
 	return Heartbeat{
 		ID:           b.edgeID,
 		Version:      version.Version,
@@ -474,9 +458,9 @@ func (b *Bridge) heartbeat() Heartbeat {
 		Started:      b.started,
 		BacklogMsgs:  ls.BacklogMsgs,
 		BacklogBytes: ls.BacklogBytes,
-		OldestAgeMs:  ls.OldestAgeMillis,
+		OldestAgeMS:  ls.OldestAgeMillis,
 		Forwarded:    ls.Forwarded,
-		LinkSince:    since,
+		LinkSince:    ls.ConnectedSince,
 		StoreFull:    storeFull(b.src),
 	}
 }

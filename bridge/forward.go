@@ -538,7 +538,7 @@ func hubMsg(edgeID, epoch string, m jetstream.Msg, seq uint64) *nats.Msg {
 // heartbeatLoop sends the status heartbeat right away and then every
 // Config.Heartbeat, measuring the RTT each time.
 func (b *Bridge) heartbeatLoop(ctx context.Context, conn *hubConn) {
-	subj := event.IngestPrefix + b.edgeID + "." + StatusSubject
+	subj := event.IngestSubject(b.edgeID, StatusSubject)
 	t := time.NewTicker(b.cfg.Heartbeat)
 	defer t.Stop()
 	for {

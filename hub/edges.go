@@ -17,22 +17,9 @@ import (
 	"github.com/warren-mesh/warren/internal/event"
 )
 
-// Heartbeat is the JSON an edge publishes on edge.<id>.$warren.status
-// (StatusSubjectRest). Times are RFC 3339; an omitted or null time is
-// unknown. The hub answers "ok" and keeps the latest one per edge for
-// status; heartbeats are not events and are not stored in the stream.
-type Heartbeat struct {
-	ID           string    `json:"id"`            // edge id; must be the publishing edge
-	Version      string    `json:"version"`       // edge build version
-	Epoch        string    `json:"epoch"`         // edge store epoch
-	Started      time.Time `json:"started"`       // edge process start
-	BacklogMsgs  uint64    `json:"backlog_msgs"`  // events stored at the edge, not yet acknowledged by the hub
-	BacklogBytes uint64    `json:"backlog_bytes"` // their size
-	OldestAgeMS  int64     `json:"oldest_age_ms"` // age of the oldest of them
-	Forwarded    uint64    `json:"forwarded"`     // events forwarded since the edge started
-	LinkSince    time.Time `json:"link_since"`    // when the edge's current hub link came up
-	StoreFull    uint64    `json:"store_full"`    // events the edge refused since its start because its store was full
-}
+// Heartbeat is the status heartbeat an edge publishes on
+// edge.<id>.$warren.status (event.Heartbeat).
+type Heartbeat = event.Heartbeat
 
 // edgeTracker follows edge connections (from the server's connect and
 // disconnect events) and heartbeats.

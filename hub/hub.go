@@ -48,9 +48,9 @@ const (
 	AccountSys   = "SYS"   // nats-server system account
 )
 
-// StatusSubjectRest is the subject suffix of an edge's control heartbeat:
-// edges publish their status to edge.<id>.$warren.status.
-const StatusSubjectRest = "$warren.status"
+// StatusSubjectRest is the subject suffix of an edge's status heartbeat
+// (event.StatusSubject).
+const StatusSubjectRest = event.StatusSubject
 
 // ErrNotRunning is returned by accessors used before Run is ready.
 var ErrNotRunning = errors.New("hub is not running")

@@ -154,3 +154,24 @@ func HubOrigin(subject string, h map[string][]string) (edgeID, topic string, rec
 	}
 	return edgeID, SubjectToTopic(rest), received, nil
 }
+
+// StatusSubject is the subject token, after edge.<edge-id>., of the status
+// heartbeat an edge's bridge sends to the hub; the hub answers "ok".
+const StatusSubject = "$warren.status"
+
+// Heartbeat is the JSON body of the status heartbeat: the bridge sends it
+// every bridge.heartbeat and after every connect; the hub keeps the latest
+// one per edge for status and the audit. Heartbeats are not events and are
+// not stored. Times are RFC 3339; an omitted or zero time is unknown.
+type Heartbeat struct {
+	ID           string    `json:"id"`            // edge id; must be the publishing edge
+	Version      string    `json:"version"`       // edge build version
+	Epoch        string    `json:"epoch"`         // edge store epoch
+	Started      time.Time `json:"started"`       // edge start (when its bridge was made)
+	BacklogMsgs  uint64    `json:"backlog_msgs"`  // events stored at the edge, not yet confirmed by the hub
+	BacklogBytes uint64    `json:"backlog_bytes"` // their size
+	OldestAgeMS  int64     `json:"oldest_age_ms"` // age of the oldest of them, 0 when none
+	Forwarded    uint64    `json:"forwarded"`     // events confirmed by the hub since the edge started
+	LinkSince    time.Time `json:"link_since"`    // when the current hub connection was made
+	StoreFull    uint64    `json:"store_full"`    // events refused since start because the edge store was full
+}
