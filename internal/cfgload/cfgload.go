@@ -8,6 +8,7 @@ package cfgload
 import (
 	"errors"
 	"fmt"
+	"github.com/warren-mesh/warren/internal/secretfile"
 	"os"
 	"reflect"
 	"sort"
@@ -232,15 +233,6 @@ func distance(a, b string) int {
 }
 
 // ReadSecret reads a secret from a file named by a *_file key. The error
-// names the key and the file, never the content. Trailing newlines are cut.
-func ReadSecret(key, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", key, err)
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s: file %s is empty", key, path)
-	}
-	return s, nil
-}
+// names the key and the file, never the content; the rule is
+// internal/secretfile's (one trailing newline cut).
+func ReadSecret(key, path string) (string, error) { return secretfile.Read(key, path) }

@@ -4,42 +4,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/warren-mesh/warren/internal/secretfile"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 )
 
-// maxSecretFile bounds what ReadSecretFile reads: a secret is a token or a
-// password, never megabytes.
-const maxSecretFile = 64 << 10
-
-// ReadSecretFile reads a secret from path and trims one trailing newline
-// (LF or CRLF). key is the config key (e.g. "token_file"), used in errors.
-// Errors name the key and the file but never the content.
-func ReadSecretFile(key, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", key, err)
-	}
-	defer f.Close()
-	buf, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("%s: read %s: %w", key, path, err)
-	}
-	n := len(buf)
-	if n > maxSecretFile {
-		return "", fmt.Errorf("%s: %s is larger than %d bytes; it should hold one secret", key, path, maxSecretFile)
-	}
-	s := string(buf[:n])
-	s = strings.TrimSuffix(s, "\n")
-	s = strings.TrimSuffix(s, "\r")
-	if s == "" {
-		return "", fmt.Errorf("%s: %s is empty", key, path)
-	}
-	return s, nil
-}
+// ReadSecretFile reads a secret from path for config key key (e.g.
+// "token_file"), by the rule every *_file key of warren follows
+// (internal/secretfile: at most 64 KiB, one trailing newline removed).
+func ReadSecretFile(key, path string) (string, error) { return secretfile.Read(key, path) }
 
 // Secret resolves a secret given inline (key) or as a file (key+"_file").
 // At most one of them may be set; both empty returns "" and no error, so

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warren-mesh/warren/internal/secretfile"
 	"io"
 	"log"
 	"net/http"
@@ -240,7 +241,7 @@ func TestReadSecretFile(t *testing.T) {
 		{"inner space kept", " a b ", " a b ", false},
 		{"empty", "", "", true},
 		{"just newline", "\n", "", true},
-		{"too big", strings.Repeat("x", maxSecretFile+1), "", true},
+		{"too big", strings.Repeat("x", secretfile.Max+1), "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
