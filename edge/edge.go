@@ -181,12 +181,11 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	}
 	e.opts = opts
 	nlog := slog.New(quietNATS{e.log.Handler()}).With("component", "nats")
-	e.srv, err = natsembed.Start(opts, nlog, 60*time.Second)
+	// The hook passes the server's lines to the audit (see SetNATSLogHook).
+	e.srv, err = natsembed.StartLogged(opts, &natsembed.Logger{L: nlog, Hook: e.natsLogHook}, 60*time.Second)
 	if err != nil {
 		return err
 	}
-	// The same logger with the audit's hook (see SetNATSLogHook).
-	e.srv.SetLoggerV2(&natsembed.Logger{L: nlog, Hook: e.natsLogHook}, opts.Debug, opts.Trace, false)
 	if e.auth != nil {
 		if err := e.auth.bind(e.srv); err != nil {
 			return err

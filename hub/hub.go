@@ -314,15 +314,14 @@ func (h *Hub) Run(ctx context.Context) (err error) {
 		return err
 	}
 	nlog := h.log.With("component", "nats")
-	s, err := natsembed.Start(opts, nlog, 30*time.Second)
+	// The hook sees every line, debug included (opts.Debug: nats-server
+	// reports plain-text probes on its TLS port only at debug level), and
+	// turns TLS handshake failures into warren-level "refused connection"
+	// lines.
+	s, err := natsembed.StartLogged(opts, &natsembed.Logger{L: nlog, Hook: h.natsLogHook}, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	// Replace the logger to see every line, debug included (nats-server
-	// reports plain-text probes on its TLS port only at debug level), and
-	// turn TLS handshake failures into warren-level "refused connection"
-	// lines.
-	s.SetLoggerV2(&natsembed.Logger{L: nlog, Hook: h.natsLogHook}, true, false, false)
 	closers = append(closers, func() { natsembed.Stop(s) })
 	if err := h.auth.bind(s); err != nil {
 		return err

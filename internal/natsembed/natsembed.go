@@ -17,13 +17,19 @@ import (
 // Start runs a server with opts. It forces NoSigs and NoLog (see PITFALLS)
 // and routes the server's log lines to logger.
 func Start(opts *server.Options, logger *slog.Logger, ready time.Duration) (*server.Server, error) {
+	return StartLogged(opts, &Logger{L: logger}, ready)
+}
+
+// StartLogged is Start with the server's log going to l (whose Hook sees
+// every line from the first one on); opts.Debug and opts.Trace say which
+// levels the server emits.
+func StartLogged(opts *server.Options, l *Logger, ready time.Duration) (*server.Server, error) {
 	opts.NoSigs = true
 	opts.NoLog = true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats-server: %w", err)
 	}
-	l := &Logger{L: logger}
 	s.SetLoggerV2(l, opts.Debug, opts.Trace, false)
 	go s.Start()
 	if !s.ReadyForConnections(ready) {
