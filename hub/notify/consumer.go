@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -89,12 +90,25 @@ func decodeRecord(b []byte) (*outboxRecord, error) {
 }
 
 func (r *outboxRecord) message() *target.Message {
-	return &target.Message{ID: r.ID, Topic: r.Topic, Edge: r.Edge, Title: r.Title, Body: r.Body, Priority: r.Priority, Payload: r.Payload, Fields: r.Fields, Time: r.Time}
+	fields := r.Fields
+	if _, ok := fields[fieldPayload]; !ok && fields != nil {
+		fields[fieldPayload] = string(r.Payload) // left out by recordOf
+	}
+	return &target.Message{ID: r.ID, Topic: r.Topic, Edge: r.Edge, Title: r.Title, Body: r.Body, Priority: r.Priority, Payload: r.Payload, Fields: fields, Time: r.Time}
 }
 
+// recordOf is the outbox record of p. Fields["payload"] is the payload
+// again, as text; it is left out (message puts it back) unless a JSON key
+// of the payload named "payload" took its place, so a record carries the
+// payload once, not twice, and a large one stays under maxRecord.
 func recordOf(p planned) *outboxRecord {
 	m := p.msg
-	return &outboxRecord{ID: m.ID, EventID: p.eventID, Route: p.route, Target: p.target, Topic: m.Topic, Edge: m.Edge, Title: m.Title, Body: m.Body, Priority: m.Priority, Payload: m.Payload, Fields: m.Fields, Time: m.Time, First: p.first}
+	fields := m.Fields
+	if v, ok := fields[fieldPayload].(string); ok && v == string(m.Payload) {
+		fields = maps.Clone(fields)
+		delete(fields, fieldPayload)
+	}
+	return &outboxRecord{ID: m.ID, EventID: p.eventID, Route: p.route, Target: p.target, Topic: m.Topic, Edge: m.Edge, Title: m.Title, Body: m.Body, Priority: m.Priority, Payload: m.Payload, Fields: fields, Time: m.Time, First: p.first}
 }
 
 func (e *Engine) outboxMsg(p planned) (*nats.Msg, error) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/warren-mesh/warren/hub/notify/target"
 )
 
 func TestBuiltins(t *testing.T) {
@@ -359,5 +361,35 @@ func TestQuietIntervals(t *testing.T) {
 		if got := c.q.active(c.t); got != c.want {
 			t.Errorf("case %d: %v at %s = %v", i, c.q.intervals[0].src, c.t.Format("Mon 15:04"), got)
 		}
+	}
+}
+
+// TestRecordCarriesThePayloadOnce: the outbox record leaves out the text
+// copy of the payload in its fields and puts it back when read, so a large
+// payload fits and templates still see {payload}.
+func TestRecordCarriesThePayloadOnce(t *testing.T) {
+	payload := []byte(`{"user":"jo","blob":"` + strings.Repeat("x", 300<<10) + `"}`)
+	ev := NewEvent("e1", "logging/hare", "site-1", "udp", payload, nowForTest)
+	fields := renderData(ev, time.UTC)
+	p := planned{eventID: "e1", route: "r", target: "t", msg: &target.Message{ID: "e1/r/t", Topic: ev.Topic, Edge: ev.Edge, Payload: payload, Fields: fields}}
+	b, err := encodeRecord(recordOf(p))
+	if err != nil {
+		t.Fatalf("a %d KiB payload: %v", len(payload)>>10, err)
+	}
+	// The payload travels as base64 (4/3) and its keys as fields (1); with
+	// the text copy too it was 10/3 and this record was over maxRecord.
+	if len(b) > 5*len(payload)/2 {
+		t.Errorf("record %d bytes for a %d-byte payload: the payload is carried twice", len(b), len(payload))
+	}
+	if _, ok := fields[fieldPayload]; !ok {
+		t.Error("recordOf changed the planned message's fields")
+	}
+	r, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.message()
+	if m.Fields[fieldPayload] != string(payload) || m.Fields["user"] != "jo" || m.Fields["blob"] == nil {
+		t.Errorf("fields after the round trip lack payload, user or blob")
 	}
 }
