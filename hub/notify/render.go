@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warren-mesh/warren/hub/notify/format"
+	"github.com/warren-mesh/warren/hub/notify/target"
 )
 
 // Event is one event as the notifier sees it.
@@ -191,17 +192,13 @@ func (r *goRenderer) references(name string) bool {
 	return strings.Contains(r.src, "."+name)
 }
 
-var templateFuncs = template.FuncMap{
-	"upper": strings.ToUpper,
-	"lower": strings.ToLower,
-	"trim":  strings.TrimSpace,
-	"json": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
+// templateFuncs are the route templates' functions: the targets' set
+// (target.Funcs) and get.
+var templateFuncs = func() template.FuncMap {
+	f := target.Funcs()
 	// get returns the value at a field path ("a.b", "list.0"), or def
 	// when it is absent; it never fails on a missing key.
-	"get": func(data map[string]any, key string, def any) any {
+	f["get"] = func(data map[string]any, key string, def any) any {
 		p, err := parseFieldPath(key)
 		if err != nil {
 			return def
@@ -210,8 +207,9 @@ var templateFuncs = template.FuncMap{
 			return v
 		}
 		return def
-	},
-}
+	}
+	return f
+}()
 
 // renderError describes a render failure of one field of a route.
 type renderError struct {

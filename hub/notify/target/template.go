@@ -3,6 +3,7 @@ package target
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"text/template"
 )
@@ -18,6 +19,10 @@ type Template struct {
 	static bool
 	text   string
 }
+
+// Funcs returns the function set of every warren template (targets' and,
+// with get added, routes'): json, lower, upper, trim and replace OLD NEW S.
+func Funcs() template.FuncMap { return maps.Clone(funcs) }
 
 // funcs is the small function set available to target templates.
 var funcs = template.FuncMap{
