@@ -554,6 +554,8 @@ func cleanDecodeError(err error) error {
 	return fmt.Errorf("notify config: %s", strings.Join(lines, "; "))
 }
 
+// envRef is ${ENV:NAME}, mqttwarn's environment interpolation, which the
+// notify section and the mqttwarn importer both understand.
 var envRef = regexp.MustCompile(`\$\{ENV:([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv copies raw, replacing ${ENV:NAME} in strings.

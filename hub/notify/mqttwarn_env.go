@@ -2,12 +2,8 @@ package notify
 
 import (
 	"os"
-	"regexp"
 	"slices"
 )
-
-// mqttwarnEnvRef is mqttwarn's environment interpolation, ${ENV:NAME}.
-var mqttwarnEnvRef = regexp.MustCompile(`\$\{ENV:([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${ENV:NAME} in every value of secs. A variable that is
 // set is substituted (and reported: the value now stands inline, so a
@@ -21,8 +17,8 @@ func (im *mqttwarnImporter) expandEnv(secs []iniSection, lookup func(string) (st
 	for si := range secs {
 		for ki := range secs[si].kv {
 			kv := &secs[si].kv[ki]
-			kv.value = mqttwarnEnvRef.ReplaceAllStringFunc(kv.value, func(ref string) string {
-				name := mqttwarnEnvRef.FindStringSubmatch(ref)[1]
+			kv.value = envRef.ReplaceAllStringFunc(kv.value, func(ref string) string {
+				name := envRef.FindStringSubmatch(ref)[1]
 				v, ok := lookup(name)
 				where := "[" + secs[si].name + "] " + kv.key + ": $" + name
 				if !ok {
