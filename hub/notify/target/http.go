@@ -135,17 +135,18 @@ func DoHTTP(client *http.Client, req *http.Request, red *Redactor) (*HTTPRespons
 // retrying: network trouble and timeouts are; a certificate the target will
 // present again, or a request that cannot be built, are not.
 func transportRetryable(err error) bool {
+	return !IsCertError(err) && !strings.Contains(err.Error(), "unsupported protocol scheme")
+}
+
+// IsCertError reports whether err is the peer's certificate being refused
+// (unknown CA, wrong host name, invalid, failed verification): the peer
+// will present it again, so retrying cannot help.
+func IsCertError(err error) bool {
 	var (
 		unknownCA *x509.UnknownAuthorityError
 		hostErr   x509.HostnameError
 		certErr   x509.CertificateInvalidError
 		verifyErr *tls.CertificateVerificationError
 	)
-	switch {
-	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr), errors.As(err, &verifyErr):
-		return false
-	case strings.Contains(err.Error(), "unsupported protocol scheme"):
-		return false
-	}
-	return true
+	return errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) || errors.As(err, &verifyErr)
 }

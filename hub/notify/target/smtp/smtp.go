@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -256,16 +255,11 @@ func classify(err error) bool {
 		return te.Code >= 400 && te.Code < 500
 	}
 	var (
-		unknownCA *x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		certErr   x509.CertificateInvalidError
-		verifyErr *tls.CertificateVerificationError
-		alert     tls.AlertError
-		recErr    tls.RecordHeaderError
+		alert  tls.AlertError
+		recErr tls.RecordHeaderError
 	)
 	switch {
-	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr),
-		errors.As(err, &verifyErr), errors.As(err, &alert), errors.As(err, &recErr):
+	case target.IsCertError(err), errors.As(err, &alert), errors.As(err, &recErr):
 		return false
 	case errors.Is(err, errPermanent):
 		return false
